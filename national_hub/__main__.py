@@ -1,0 +1,5 @@
+"""``python -m national_hub`` is the ``ngsp`` command."""
+
+from national_hub.cli import main
+
+main()

@@ -1,0 +1,108 @@
+"""The hub's app factory."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from national_hub import __version__, admin, health, metaservices, oauth, reports, savings
+from national_hub.bootstrap import apply_registry_file
+from national_hub.errors import install_error_handlers
+from national_hub.exchange import EXCHANGE_PREFIX, ExchangeHandler
+from national_hub.runtime import open_runtime
+from national_hub.settings import HubSettings
+
+__all__ = ["create_app", "create_app_from_env"]
+
+_EXCHANGE_DOC = {
+    "parameters": [
+        {"name": "X-Procedure", "in": "header", "required": False, "schema": {"type": "string"}},
+        {"name": "X-Dossier", "in": "header", "required": False, "schema": {"type": "string"}},
+        {"name": "X-Request-Id", "in": "header", "required": False, "schema": {"type": "string"}},
+        {"name": "traceparent", "in": "header", "required": False, "schema": {"type": "string"}},
+    ],
+    "responses": {
+        "200": {"description": "The provider's answer, with X-Transaction-Id"},
+        "401": {"description": "missing_token or invalid_token"},
+        "403": {"description": "not_granted"},
+        "404": {"description": "unknown_provider or unknown_service"},
+        "413": {"description": "payload_too_large"},
+        "502": {"description": "provider_bad_response"},
+        "503": {"description": "provider_unavailable or ledger_unavailable"},
+        "504": {"description": "provider_timeout"},
+    },
+}
+
+
+class _ExchangeDispatch:
+    """Sends ``/exchange/...`` straight to the data plane, before FastAPI's routing."""
+
+    def __init__(self, app: ASGIApp, handler: ExchangeHandler) -> None:
+        self.app = app
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(EXCHANGE_PREFIX):
+            await self.handler(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def create_app(settings: HubSettings | None = None) -> FastAPI:
+    """Build the hub: admin API, tokens, exchange, reports, metaservices, health."""
+    settings = settings or HubSettings()
+    handler = ExchangeHandler()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(settings) as runtime:
+            if runtime.settings.registry_file is not None:
+                await apply_registry_file(runtime, runtime.settings.registry_file)
+            app.state.runtime = runtime
+            handler.runtime = runtime
+            yield
+            handler.runtime = None
+
+    app = FastAPI(
+        title="NGSP national hub (simulated)",
+        version=__version__,
+        description=(
+            "Routes, authenticates and logs data-sharing exchanges between ministry and "
+            "provincial nodes. Errors are application/problem+json with a stable `code`."
+        ),
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(oauth.router)
+    app.include_router(admin.router)
+    app.include_router(metaservices.router)
+    app.include_router(savings.router)
+    app.include_router(reports.router)
+    app.include_router(health.router)
+
+    async def exchange(provider: str, service: str, path: str) -> None:
+        """Documentation only: the data plane answers these requests before routing."""
+        raise RuntimeError("served by the exchange handler")  # pragma: no cover
+
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        app.add_api_route(
+            "/exchange/{provider}/{service}/{path:path}",
+            exchange,
+            methods=[method],
+            tags=["exchange"],
+            openapi_extra=_EXCHANGE_DOC,
+            summary="Call a provider's service through the hub",
+            response_model=None,
+            operation_id=f"exchange_{method.lower()}",
+        )
+
+    app.add_middleware(_ExchangeDispatch, handler=handler)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and worker processes: settings from the environment."""
+    return create_app(HubSettings())

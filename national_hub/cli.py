@@ -1,0 +1,158 @@
+"""The ``ngsp`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from national_hub.settings import HubSettings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="ngsp",
+    help="ngsp-sim: a simulator of Vietnam's national data-sharing platform (NGSP/LGSP).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Where SQLite files and credentials.json live."),
+]
+
+
+def hub_settings(
+    *,
+    data_dir: Path | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    database_url: str | None = None,
+    registry: Path | None = None,
+) -> HubSettings:
+    """Settings from the environment, overridden by command-line options."""
+    overrides: dict[str, object] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    if registry is not None:
+        overrides["registry_file"] = registry
+    return HubSettings(**overrides)  # type: ignore[arg-type]
+
+
+def settings_env(settings: HubSettings) -> dict[str, str]:
+    """The environment that reproduces ``settings`` in a worker process."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"NGSP_HUB_{name.upper()}"] = str(value)
+    return env
+
+
+async def prepare_hub(settings: HubSettings) -> None:
+    """Migrate the schema and apply the registry file once, before any worker starts."""
+    from national_hub.bootstrap import apply_registry_file
+    from national_hub.runtime import open_runtime
+
+    async with open_runtime(settings) as runtime:
+        if settings.registry_file is not None:
+            applied = await apply_registry_file(runtime, settings.registry_file)
+            typer.echo(
+                f"registry: {applied.nodes} nodes, {applied.services} services, "
+                f"{applied.grants} grants applied from {settings.registry_file}"
+            )
+
+
+def run_hub(settings: HubSettings, *, workers: int = 1, log_level: str = "warning") -> None:
+    """Serve the hub with uvicorn (uvloop and httptools) until interrupted."""
+    import uvicorn
+
+    settings = settings.resolved()
+    asyncio.run(prepare_hub(settings))
+    worker_settings = settings.model_copy(update={"auto_migrate": False, "registry_file": None})
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "log_level": log_level,
+        "backlog": 4096,
+        "timeout_keep_alive": 30,
+    }
+    if workers > 1:
+        os.environ.update(settings_env(worker_settings))
+        uvicorn.run("national_hub.app:create_app_from_env", factory=True, workers=workers, **common)
+    else:
+        from national_hub.app import create_app
+
+        uvicorn.run(create_app(worker_settings), **common)
+
+
+@app.command()
+def hub(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    database_url: Annotated[
+        str | None, typer.Option(help="postgresql+asyncpg://... (default: SQLite in data dir)")
+    ] = None,
+    registry: Annotated[
+        Path | None, typer.Option(help="YAML registry to apply at start.", exists=True)
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the national hub."""
+    settings = hub_settings(
+        data_dir=data_dir, host=host, port=port, database_url=database_url, registry=registry
+    )
+    typer.echo(f"hub: http://{settings.host}:{settings.port} (database: {_db_label(settings)})")
+    typer.echo(f"credentials: {settings.credentials_path.resolve()}")
+    run_hub(settings, workers=workers, log_level=log_level)
+
+
+def _db_label(settings: HubSettings) -> str:
+    url = settings.sqlalchemy_url
+    return url.split("@")[-1] if "@" in url else url
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    data_dir: DataDir = None,
+    database_url: Annotated[str | None, typer.Option(help="Database URL.")] = None,
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Bring the hub's schema to a revision (the hub also does this at start)."""
+    from national_hub.db import Database, upgrade_database
+
+    settings = hub_settings(data_dir=data_dir, database_url=database_url)
+
+    async def _run() -> None:
+        db = Database.connect(settings.sqlalchemy_url)
+        try:
+            await upgrade_database(db, revision)
+        finally:
+            await db.dispose()
+
+    asyncio.run(_run())
+    typer.echo(f"schema at {revision}: {_db_label(settings)}")
+
+
+def main() -> None:
+    """Entry point of the ``ngsp`` console script."""
+    app()

@@ -1,0 +1,114 @@
+"""Database engines and schema migrations.
+
+SQLite needs care under concurrent writers: a deferred transaction that reads and then
+writes fails at once with ``SQLITE_BUSY`` if another connection committed in between,
+whatever the busy timeout. So writers use ``BEGIN IMMEDIATE`` (they queue for the write
+lock up front) while readers keep plain deferred transactions and never block the ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, event
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+__all__ = ["Database", "is_sqlite", "run_migrations", "upgrade_database"]
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def _sqlite_engine(url: str, *, synchronous: str, immediate: bool) -> AsyncEngine:
+    engine = create_async_engine(url, pool_size=4 if immediate else 8, max_overflow=4)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so that BEGIN is ours to emit.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+@dataclass
+class Database:
+    """The engines and session makers of one service."""
+
+    url: str
+    writer: AsyncEngine
+    reader: AsyncEngine
+    write_session: async_sessionmaker[AsyncSession]
+    read_session: async_sessionmaker[AsyncSession]
+
+    @classmethod
+    def connect(cls, url: str, *, sqlite_synchronous: str = "FULL") -> Database:
+        if is_sqlite(url):
+            if url.startswith("sqlite+aiosqlite:///"):
+                Path(url.removeprefix("sqlite+aiosqlite:///")).parent.mkdir(
+                    parents=True, exist_ok=True
+                )
+            writer = _sqlite_engine(url, synchronous=sqlite_synchronous, immediate=True)
+            reader = _sqlite_engine(url, synchronous=sqlite_synchronous, immediate=False)
+        else:
+            writer = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            reader = writer
+        return cls(
+            url=url,
+            writer=writer,
+            reader=reader,
+            write_session=async_sessionmaker(writer, expire_on_commit=False),
+            read_session=async_sessionmaker(reader, expire_on_commit=False),
+        )
+
+    async def dispose(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()
+
+
+def _alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def run_migrations(
+    connection: Connection, url: str, revision: str = "head", downgrade: bool = False
+) -> None:
+    """Move the schema to ``revision`` over an open connection (called through ``run_sync``)."""
+    cfg = _alembic_config(url)
+    cfg.attributes["connection"] = connection
+    if downgrade:
+        command.downgrade(cfg, revision)
+    else:
+        command.upgrade(cfg, revision)
+
+
+async def upgrade_database(db: Database, revision: str = "head") -> None:
+    """Bring the database's schema to ``revision``."""
+    async with db.writer.connect() as conn:
+        await conn.run_sync(run_migrations, db.url, revision)
+        await conn.commit()

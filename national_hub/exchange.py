@@ -1,0 +1,432 @@
+"""The data plane: ``METHOD /exchange/{provider}/{service}/{path}``.
+
+This is the hub's hot path, so it is a plain ASGI handler rather than a FastAPI route:
+routing, dependency injection and response models would cost more than the work itself
+(authenticate, check the grant, forward, log). The FastAPI app documents the route in its
+OpenAPI description and hands matching requests here before its own routing.
+
+The order of checks is the X-Road order: authenticate the consumer, resolve the provider
+and service, check the grant, then forward. Every answer the hub makes itself is a
+problem+json body, and every request, refused or not, gets a ledger row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import aiohttp
+from uuid_utils import uuid7
+
+from national_hub.contract import (
+    HEADER_CONSUMER,
+    HEADER_TRANSACTION_ID,
+    PROBLEM_CONTENT_TYPE,
+    Outcome,
+    ProblemError,
+)
+from national_hub.errors import (
+    InvalidRequest,
+    NotGranted,
+    PayloadTooLarge,
+    ProviderBadResponse,
+    ProviderTimeout,
+    ProviderUnavailable,
+    TokenInvalid,
+    TokenMissing,
+    UnknownProvider,
+    UnknownService,
+)
+from national_hub.ledger import LedgerRow, LedgerUnavailable
+from national_hub.paths import mask_path
+
+if TYPE_CHECKING:
+    from national_hub.runtime import Runtime
+
+__all__ = ["EXCHANGE_PREFIX", "ExchangeHandler", "LedgerUnavailableError"]
+
+log = logging.getLogger("ngsp.hub.exchange")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+EXCHANGE_PREFIX = "/exchange/"
+_ALLOWED_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+_CODE = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
+_DOSSIER = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
+
+#: Request headers passed on to the provider; everything else (cookies, the consumer's
+#: token) stays at the hub.
+_FORWARD_REQUEST = (
+    b"content-type",
+    b"accept",
+    b"accept-language",
+    b"x-request-id",
+    b"traceparent",
+    b"tracestate",
+    b"x-procedure",
+    b"x-dossier",
+    b"if-none-match",
+    b"if-match",
+)
+#: Response headers passed back to the consumer.
+_FORWARD_RESPONSE = (
+    "Content-Type",
+    "Content-Language",
+    "Cache-Control",
+    "ETag",
+    "Last-Modified",
+    "Location",
+    "Retry-After",
+    "X-Request-Id",
+    "traceparent",
+    "tracestate",
+)
+
+_OUTCOMES: dict[type[ProblemError], Outcome] = {
+    TokenMissing: Outcome.UNAUTHORIZED,
+    TokenInvalid: Outcome.UNAUTHORIZED,
+    NotGranted: Outcome.FORBIDDEN,
+    UnknownProvider: Outcome.NOT_FOUND,
+    UnknownService: Outcome.NOT_FOUND,
+    PayloadTooLarge: Outcome.TOO_LARGE,
+    ProviderTimeout: Outcome.TIMEOUT,
+    ProviderUnavailable: Outcome.UNAVAILABLE,
+    ProviderBadResponse: Outcome.PROVIDER_ERROR,
+}
+
+
+class LedgerUnavailableError(ProblemError):
+    status = 503
+    code = "ledger_unavailable"
+    title = "Ledger unavailable"
+
+
+class MethodNotAllowed(ProblemError):
+    status = 405
+    code = "method_not_allowed"
+    title = "Method not allowed"
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def outcome_for_status(status: int) -> Outcome:
+    """Classify a provider's status code."""
+    if status >= 500:
+        return Outcome.PROVIDER_ERROR
+    if status >= 400:
+        return Outcome.CLIENT_ERROR
+    return Outcome.OK
+
+
+class _Exchange:
+    """The state of one request as it moves through the handler."""
+
+    __slots__ = (
+        "consumer",
+        "dossier",
+        "forwarded_at",
+        "method",
+        "path_template",
+        "procedure",
+        "provider",
+        "provider_responded_at",
+        "request_bytes",
+        "request_sha256",
+        "requested_at",
+        "service",
+        "txid",
+    )
+
+    def __init__(self, method: str) -> None:
+        self.txid = str(uuid7())
+        self.requested_at = _now_us()
+        self.method = method
+        self.consumer: str | None = None
+        self.provider: str | None = None
+        self.service: str | None = None
+        self.procedure: str | None = None
+        self.dossier: str | None = None
+        self.path_template = "/"
+        self.forwarded_at: int | None = None
+        self.provider_responded_at: int | None = None
+        self.request_bytes = 0
+        self.request_sha256: str | None = None
+
+    def row(self, status: int, outcome: str, response_bytes: int) -> LedgerRow:
+        return LedgerRow(
+            id=self.txid,
+            consumer=self.consumer,
+            provider=self.provider,
+            service=self.service,
+            procedure=self.procedure,
+            dossier=self.dossier,
+            method=self.method,
+            path=self.path_template,
+            status=status,
+            outcome=outcome,
+            requested_at=self.requested_at,
+            forwarded_at=self.forwarded_at,
+            provider_responded_at=self.provider_responded_at,
+            responded_at=_now_us(),
+            request_bytes=self.request_bytes,
+            response_bytes=response_bytes,
+            request_sha256=self.request_sha256,
+        )
+
+
+class ExchangeHandler:
+    """ASGI handler for the exchange routes; bound to a runtime by the app's lifespan."""
+
+    def __init__(self) -> None:
+        self.runtime: Runtime | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = self.runtime
+        if runtime is None:  # pragma: no cover - requests arrive only after startup
+            raise RuntimeError("exchange handler used before the hub started")
+        ex = _Exchange(scope["method"])
+        # Until the service is known, record the path with anything identifying masked.
+        ex.path_template = mask_path(scope["path"][len(EXCHANGE_PREFIX) - 1 :])
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            headers[name] = value
+        try:
+            status, out_headers, body, outcome = await self._exchange(
+                runtime, ex, scope, headers, receive
+            )
+        except ProblemError as err:
+            outcome = _OUTCOMES.get(type(err), Outcome.BAD_REQUEST)
+            await self._refuse(runtime, ex, err, scope, send, outcome)
+            return
+        try:
+            await runtime.ledger.record(ex.row(status, outcome, len(body)))
+        except LedgerUnavailable:
+            # Not committed, so not acknowledged: the consumer must retry.
+            unrecorded = LedgerUnavailableError("the exchange could not be recorded; retry it")
+            await self._send_problem(ex, unrecorded, scope, send)
+            return
+        out_headers.append((b"x-transaction-id", ex.txid.encode()))
+        out_headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": out_headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _exchange(
+        self,
+        runtime: Runtime,
+        ex: _Exchange,
+        scope: Scope,
+        headers: dict[bytes, bytes],
+        receive: Receive,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes, Outcome]:
+        # 1. Authenticate.
+        auth = headers.get(b"authorization")
+        if not auth:
+            raise TokenMissing("send 'Authorization: Bearer <token>' from POST /token")
+        scheme, _, token = auth.partition(b" ")
+        if scheme.lower() != b"bearer" or not token.strip():
+            raise TokenInvalid("expected a Bearer token")
+        claims = runtime.tokens.verify(token.strip().decode("latin-1"))
+        snapshot = await runtime.registry.current()
+        credential = snapshot.credentials.get(claims.client_id)
+        if credential is None or credential.node != claims.node:
+            raise TokenInvalid("the credential behind this token was revoked")
+        consumer = snapshot.nodes.get(claims.node)
+        if consumer is None or not consumer.active:
+            raise TokenInvalid(f"node {claims.node} is disabled or not connected")
+        ex.consumer = consumer.code
+
+        # 2. Resolve the provider and service.
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        parts = raw_path.split(b"/", 4)  # ['', 'exchange', provider, service, rest]
+        provider_code = unquote(parts[2].decode("latin-1")) if len(parts) > 2 else ""
+        service_code = unquote(parts[3].decode("latin-1")) if len(parts) > 3 else ""
+        raw_rest = b"/" + parts[4] if len(parts) > 4 else b"/"
+        if not _CODE.match(provider_code):
+            raise UnknownProvider("no provider named in the path")
+        provider = snapshot.nodes.get(provider_code)
+        if provider is None or not provider.active:
+            raise UnknownProvider(f"no connected provider {provider_code!r}")
+        ex.provider = provider.code
+        service = snapshot.services.get((provider.code, service_code))
+        if service is None or not service.enabled:
+            raise UnknownService(f"provider {provider.code} has no service {service_code!r}")
+        ex.service = service.code
+        rest = unquote(raw_rest.decode("latin-1"))
+        ex.path_template = service.templates.template_for(rest)
+
+        # 3. Authorise.
+        if (consumer.code, service.id) not in snapshot.grants:
+            raise NotGranted(f"{consumer.code} holds no grant for {provider.code}/{service.code}")
+
+        # 4. Validate what is forwarded.
+        method = ex.method
+        if method not in _ALLOWED_METHODS:
+            raise MethodNotAllowed(f"method {method} is not forwarded")
+        if any(seg in (".", "..") for seg in rest.split("/")):
+            raise InvalidRequest("dot segments are not allowed in exchange paths")
+        procedure = headers.get(b"x-procedure")
+        if procedure is not None:
+            value = procedure.decode("latin-1")
+            if not _CODE.match(value):
+                raise InvalidRequest("X-Procedure must be a procedure code (up to 64 characters)")
+            ex.procedure = value
+        dossier = headers.get(b"x-dossier")
+        if dossier is not None:
+            value = dossier.decode("latin-1")
+            if not _DOSSIER.match(value):
+                raise InvalidRequest("X-Dossier must be a dossier id (up to 128 characters)")
+            ex.dossier = value
+        body = await self._read_body(runtime, headers, receive)
+        ex.request_bytes = len(body)
+        if body:
+            ex.request_sha256 = hashlib.sha256(body).hexdigest()
+
+        # 5. Forward.
+        query: bytes = scope.get("query_string", b"")
+        url = service.upstream + raw_rest.decode("latin-1")
+        if query:
+            url += "?" + query.decode("latin-1")
+        forward = {
+            name.decode("latin-1"): headers[name].decode("latin-1")
+            for name in _FORWARD_REQUEST
+            if name in headers
+        }
+        forward[HEADER_TRANSACTION_ID] = ex.txid
+        forward[HEADER_CONSUMER] = consumer.code
+        ex.forwarded_at = _now_us()
+        status, resp_headers, payload = await self._forward(runtime, method, url, forward, body)
+        ex.provider_responded_at = _now_us()
+        return status, resp_headers, payload, outcome_for_status(status)
+
+    async def _read_body(
+        self, runtime: Runtime, headers: dict[bytes, bytes], receive: Receive
+    ) -> bytes:
+        limit = runtime.settings.max_request_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                raise InvalidRequest("Content-Length is not a number") from None
+            if length > limit:
+                raise PayloadTooLarge(f"request body of {length} bytes is over {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise InvalidRequest("client disconnected while sending the body")
+            chunk: bytes = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"request body is over {limit} bytes")
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _forward(
+        self,
+        runtime: Runtime,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        limit = runtime.settings.max_response_bytes
+        attempts = 2 if method in ("GET", "HEAD", "OPTIONS", "PUT", "DELETE") else 1
+        for attempt in range(attempts):
+            try:
+                async with runtime.http.request(
+                    method,
+                    url,
+                    data=body if body else None,
+                    headers=headers,
+                    timeout=runtime.upstream_timeout,
+                    allow_redirects=False,
+                ) as resp:
+                    length = resp.content_length
+                    if length is not None and length > limit:
+                        raise ProviderBadResponse(f"provider response over {limit} bytes")
+                    if length is not None:
+                        payload = await resp.read()
+                    else:
+                        parts: list[bytes] = []
+                        size = 0
+                        async for chunk in resp.content.iter_any():
+                            size += len(chunk)
+                            if size > limit:
+                                raise ProviderBadResponse(f"provider response over {limit} bytes")
+                            parts.append(chunk)
+                        payload = b"".join(parts)
+                    out: list[tuple[bytes, bytes]] = []
+                    for name in _FORWARD_RESPONSE:
+                        value = resp.headers.get(name)
+                        if value is not None:
+                            out.append((name.lower().encode(), value.encode("latin-1")))
+                    return resp.status, out, payload
+            except TimeoutError:
+                raise ProviderTimeout(
+                    f"no answer within {runtime.settings.provider_timeout_seconds:g} s"
+                ) from None
+            except aiohttp.ClientConnectorError as exc:
+                raise ProviderUnavailable(
+                    f"cannot connect to the provider: {exc.strerror}"
+                ) from None
+            except aiohttp.ServerDisconnectedError:
+                # A pooled keep-alive connection the provider had closed: retry once if safe.
+                if attempt + 1 < attempts:
+                    continue
+                raise ProviderBadResponse("the provider closed the connection") from None
+            except aiohttp.ClientError as exc:
+                raise ProviderBadResponse(
+                    f"unusable provider response: {type(exc).__name__}"
+                ) from None
+        raise ProviderBadResponse("the provider closed the connection")  # pragma: no cover
+
+    async def _refuse(
+        self,
+        runtime: Runtime,
+        ex: _Exchange,
+        err: ProblemError,
+        scope: Scope,
+        send: Send,
+        outcome: Outcome,
+    ) -> None:
+        # No ``instance``: the path as sent may carry a citizen's ID number.
+        body = err.body()
+        try:
+            await runtime.ledger.record(ex.row(err.status, outcome, len(body)))
+        except LedgerUnavailable:
+            log.warning("refusal %s not recorded: ledger unavailable", ex.txid)
+        await self._send_problem(ex, err, scope, send, body)
+
+    async def _send_problem(
+        self, ex: _Exchange, err: ProblemError, scope: Scope, send: Send, body: bytes | None = None
+    ) -> None:
+        if body is None:
+            body = err.body()
+        out = [
+            (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-transaction-id", ex.txid.encode()),
+        ]
+        out.extend((k.lower().encode(), v.encode("latin-1")) for k, v in err.headers.items())
+        await send({"type": "http.response.start", "status": err.status, "headers": out})
+        await send({"type": "http.response.body", "body": body})
+
+
+def client_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """The forwarding timeout: one deadline for connect, send and the whole response."""
+    return aiohttp.ClientTimeout(total=seconds)

@@ -1,0 +1,193 @@
+"""The hub's tables: registry, ledger, dossiers and the statistics rollups.
+
+Timestamps on the hot path are integers (microseconds since the Unix epoch, UTC) so that
+a ledger row costs no datetime conversion and sorts the same on SQLite and PostgreSQL.
+Money is integer VND.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Node(Base):
+    """A ministry, province or national database connected (or to be) to the hub."""
+
+    __tablename__ = "nodes"
+
+    code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    base_url: Mapped[str] = mapped_column(String(512))
+    connected: Mapped[bool] = mapped_column(Boolean, default=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class Service(Base):
+    """A service a provider node offers through the hub."""
+
+    __tablename__ = "services"
+    __table_args__ = (UniqueConstraint("provider", "code", name="uq_services_provider_code"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(ForeignKey("nodes.code", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(32), default="v1")
+    description: Mapped[str] = mapped_column(Text, default="")
+    #: Path on the provider's base URL that the service's paths hang from.
+    base_path: Mapped[str] = mapped_column(String(255), default="")
+    #: The service's OpenAPI document (JSON text), if the provider published one.
+    openapi: Mapped[str | None] = mapped_column(Text, nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class Grant(Base):
+    """Permission for a consumer node to call one service."""
+
+    __tablename__ = "grants"
+    __table_args__ = (
+        UniqueConstraint("consumer", "service_id", name="uq_grants_consumer_service"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    consumer: Mapped[str] = mapped_column(ForeignKey("nodes.code", ondelete="CASCADE"))
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+class Credential(Base):
+    """A node's OAuth2 client credentials; the secret is kept only as a hash."""
+
+    __tablename__ = "credentials"
+
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    node: Mapped[str] = mapped_column(ForeignKey("nodes.code", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    rotated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class LedgerEntry(Base):
+    """One exchange, refused ones included. Written in groups by the ledger writer."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (
+        Index("ix_ledger_consumer_id", "consumer", "id"),
+        Index("ix_ledger_provider_service_id", "provider", "service", "id"),
+        Index("ix_ledger_outcome_id", "outcome", "id"),
+    )
+
+    #: UUIDv7 text: sorts by the time the request arrived.
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    consumer: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    provider: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    service: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    procedure: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    dossier: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    method: Mapped[str] = mapped_column(String(16))
+    #: The path as a template (``/citizens/{id}``), never as sent and never with a query.
+    path: Mapped[str] = mapped_column(String(512))
+    status: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(32))
+    requested_at: Mapped[int] = mapped_column(BigInteger)
+    forwarded_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    provider_responded_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    responded_at: Mapped[int] = mapped_column(BigInteger)
+    request_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    response_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    request_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class Dossier(Base):
+    """A completed (or failed) dossier reported by the node that ran it."""
+
+    __tablename__ = "dossiers"
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    node: Mapped[str] = mapped_column(String(64))
+    procedure: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    saving_vnd: Mapped[int] = mapped_column(BigInteger)
+    reported_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class DailyStats(Base):
+    """Totals per statistics day, updated in the same transaction as the ledger rows."""
+
+    __tablename__ = "stats_daily"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    transactions: Mapped[int] = mapped_column(BigInteger, default=0)
+    successes: Mapped[int] = mapped_column(BigInteger, default=0)
+    failures: Mapped[int] = mapped_column(BigInteger, default=0)
+    request_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    response_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    procedures_completed: Mapped[int] = mapped_column(BigInteger, default=0)
+    dossiers_failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    vnd_saved: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class NodeDailyStats(Base):
+    """Per node and role (consumer or provider), per statistics day."""
+
+    __tablename__ = "stats_node_daily"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    transactions: Mapped[int] = mapped_column(BigInteger, default=0)
+    successes: Mapped[int] = mapped_column(BigInteger, default=0)
+    failures: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ProcedureDailyStats(Base):
+    """Completed procedures and VND saved per procedure and statistics day."""
+
+    __tablename__ = "stats_procedure_daily"
+
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    procedure: Mapped[str] = mapped_column(String(64), primary_key=True)
+    completed: Mapped[int] = mapped_column(BigInteger, default=0)
+    failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    vnd_saved: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,0 +1,88 @@
+"""What a running hub holds: created by the app's lifespan, disposed when it ends."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+
+from national_hub.credentials import CredentialsFile
+from national_hub.db import Database, upgrade_database
+from national_hub.ledger import LedgerWriter
+from national_hub.procedures import Catalogue, load_catalogue
+from national_hub.registry import RegistryCache, SharedGeneration
+from national_hub.settings import HubSettings
+from national_hub.tokens import TokenService
+
+__all__ = ["Runtime", "open_runtime"]
+
+
+@dataclass
+class Runtime:
+    settings: HubSettings
+    db: Database
+    registry: RegistryCache
+    tokens: TokenService
+    ledger: LedgerWriter
+    http: aiohttp.ClientSession
+    upstream_timeout: aiohttp.ClientTimeout
+    catalogue: Catalogue
+    credentials: CredentialsFile | None
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
+    """Connect, migrate, load the registry and start the ledger writer; undo on exit."""
+    settings = settings.resolved()
+    catalogue = load_catalogue(settings.procedures_file)
+    db = Database.connect(settings.sqlalchemy_url, sqlite_synchronous=settings.sqlite_synchronous)
+    try:
+        if settings.auto_migrate:
+            await upgrade_database(db)
+        registry = RegistryCache(
+            db.read_session, SharedGeneration(settings.data_dir / "registry.gen")
+        )
+        await registry.start()
+        ledger = LedgerWriter(
+            db.writer,
+            max_group=settings.ledger_max_group,
+            stats_offset_minutes=settings.stats_utc_offset_minutes,
+        )
+        await ledger.start()
+        connector = aiohttp.TCPConnector(
+            limit=settings.upstream_connections, limit_per_host=0, ttl_dns_cache=300
+        )
+        http = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+        )
+        credentials = (
+            CredentialsFile(settings.credentials_path)
+            if settings.environment == "development" and settings.write_credentials
+            else None
+        )
+        if credentials is not None:
+            credentials.set_hub(
+                url=settings.public_url or f"http://{settings.host}:{settings.port}",
+                admin_token=settings.admin_token_value(),
+            )
+        runtime = Runtime(
+            settings=settings,
+            db=db,
+            registry=registry,
+            tokens=TokenService(settings.signing_key_value(), settings.token_ttl_seconds),
+            ledger=ledger,
+            http=http,
+            upstream_timeout=aiohttp.ClientTimeout(total=settings.provider_timeout_seconds),
+            catalogue=catalogue,
+            credentials=credentials,
+        )
+        try:
+            yield runtime
+        finally:
+            await ledger.stop()
+            await http.close()
+            await registry.stop()
+    finally:
+        await db.dispose()

@@ -1,0 +1,128 @@
+"""The hub's settings: environment variables with the prefix ``NGSP_HUB_``."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["HubSettings", "is_placeholder_secret"]
+
+_PLACEHOLDERS = {"", "changeme", "change-me", "change_me", "secret", "admin", "password", "dev"}
+
+
+def is_placeholder_secret(value: str) -> bool:
+    """True for values that must never guard a real deployment."""
+    lowered = value.strip().lower()
+    return lowered in _PLACEHOLDERS or "change" in lowered or "placeholder" in lowered
+
+
+class HubSettings(BaseSettings):
+    """Everything the hub can be told; the defaults run the embedded development set-up."""
+
+    model_config = SettingsConfigDict(env_prefix="NGSP_HUB_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    #: Where the SQLite files, the generated secrets and ``credentials.json`` live.
+    data_dir: Path = Path("ngsp-data")
+    #: Defaults to a SQLite file in ``data_dir``; ``postgresql+asyncpg://...`` for PostgreSQL.
+    database_url: str | None = None
+    #: Required outside development; generated and kept in ``data_dir`` otherwise.
+    admin_token: SecretStr | None = None
+    #: HMAC key for access tokens; same rule as ``admin_token``.
+    signing_key: SecretStr | None = None
+    public_url: str | None = None
+
+    token_ttl_seconds: int = Field(default=900, ge=30, le=86_400)
+    provider_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    max_request_bytes: int = Field(default=1 << 20, ge=1)
+    max_response_bytes: int = Field(default=16 << 20, ge=1)
+    upstream_connections: int = Field(default=512, ge=1)
+
+    #: Largest number of ledger rows written in one transaction.
+    ledger_max_group: int = Field(default=2000, ge=1)
+    #: SQLite ``synchronous`` pragma; FULL makes every acknowledged row survive power loss.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    #: Minutes east of UTC that define a statistics day (Vietnam: UTC+7).
+    stats_utc_offset_minutes: int = Field(default=420, ge=-720, le=840)
+
+    procedures_file: Path | None = None
+    registry_file: Path | None = None
+    auto_migrate: bool = True
+    #: Write generated node credentials to ``credentials.json`` (development only).
+    write_credentials: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> HubSettings:
+        if self.environment == "development":
+            return self
+        for name in ("admin_token", "signing_key"):
+            value: SecretStr | None = getattr(self, name)
+            if value is None:
+                raise ValueError(f"NGSP_HUB_{name.upper()} must be set outside development")
+            raw = value.get_secret_value()
+            if is_placeholder_secret(raw) or len(raw) < 32:
+                raise ValueError(
+                    f"NGSP_HUB_{name.upper()} is a placeholder or shorter than 32 characters; "
+                    "set a random value outside development"
+                )
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL, defaulting to ``<data_dir>/hub.db``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'hub.db').resolve()}"
+
+    @property
+    def credentials_path(self) -> Path:
+        return self.data_dir / "credentials.json"
+
+    def resolved(self) -> HubSettings:
+        """Fill the secrets left unset in development from ``data_dir``, creating them once.
+
+        The values are kept in ``<data_dir>/hub-secrets.json`` (mode 0600) so that a
+        restart keeps tokens valid and the admin token a developer already copied.
+        """
+        if self.admin_token is not None and self.signing_key is not None:
+            return self
+        if self.environment != "development":  # pragma: no cover - the validator refuses it
+            raise ValueError("secrets must be set outside development")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / "hub-secrets.json"
+        stored: dict[str, str] = {}
+        if path.exists():
+            stored = json.loads(path.read_text())
+        changed = False
+        for name in ("admin_token", "signing_key"):
+            if name not in stored:
+                stored[name] = secrets.token_urlsafe(32)
+                changed = True
+        if changed:
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(stored, fh)
+            os.replace(tmp, path)
+        update: dict[str, SecretStr] = {}
+        if self.admin_token is None:
+            update["admin_token"] = SecretStr(stored["admin_token"])
+        if self.signing_key is None:
+            update["signing_key"] = SecretStr(stored["signing_key"])
+        return self.model_copy(update=update)
+
+    def admin_token_value(self) -> str:
+        assert self.admin_token is not None, "call resolved() first"
+        return self.admin_token.get_secret_value()
+
+    def signing_key_value(self) -> str:
+        assert self.signing_key is not None, "call resolved() first"
+        return self.signing_key.get_secret_value()

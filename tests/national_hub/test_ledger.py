@@ -1,0 +1,127 @@
+"""The ledger writer and the schema, against real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Connection, func, inspect, select, text
+
+from national_hub.db import Database, run_migrations, upgrade_database
+from national_hub.ledger import DossierReport, LedgerRow, LedgerUnavailable, LedgerWriter
+from national_hub.models import Base, DailyStats, LedgerEntry, NodeDailyStats
+
+OUTCOMES = ["ok", "ok", "ok", "client_error", "provider_error", "timeout"]
+
+
+def make_row(i: int, outcome: str = "ok") -> LedgerRow:
+    now = time.time_ns() // 1000
+    return LedgerRow(
+        id=f"01900000-0000-7000-8000-{i:012d}",
+        consumer=f"C{i % 3}",
+        provider="DANCU",
+        service="citizens",
+        procedure=None,
+        dossier=None,
+        method="GET",
+        path="/citizens/{id}",
+        status=200,
+        outcome=outcome,
+        requested_at=now,
+        forwarded_at=now,
+        provider_responded_at=now,
+        responded_at=now,
+        request_bytes=10,
+        response_bytes=100,
+        request_sha256=None,
+    )
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database.connect(database_url)
+    await upgrade_database(database)
+    yield database
+    await database.dispose()
+
+
+async def test_concurrent_rows_group_committed(db: Database) -> None:
+    writer = LedgerWriter(db.writer, max_group=100)
+    await writer.start()
+    rows = [make_row(i, OUTCOMES[i % len(OUTCOMES)]) for i in range(1000)]
+    await asyncio.gather(*(writer.record(r) for r in rows))
+    assert writer.stats.rows == 1000
+    assert writer.stats.groups < 1000  # rows shared commits
+    await writer.stop()
+    async with db.read_session() as s:
+        assert await s.scalar(select(func.count()).select_from(LedgerEntry)) == 1000
+        daily = (await s.scalars(select(DailyStats))).all()
+        assert sum(d.transactions for d in daily) == 1000
+        assert sum(d.successes for d in daily) == sum(r.outcome == "ok" for r in rows)
+        ledger_ok = await s.scalar(
+            select(func.count()).select_from(LedgerEntry).where(LedgerEntry.outcome == "ok")
+        )
+        assert sum(d.successes for d in daily) == ledger_ok
+        per_node = (
+            await s.execute(
+                select(NodeDailyStats.node, func.sum(NodeDailyStats.transactions))
+                .where(NodeDailyStats.role == "consumer")
+                .group_by(NodeDailyStats.node)
+            )
+        ).all()
+        assert dict(per_node) == {"C0": 334, "C1": 333, "C2": 333}
+
+
+async def test_dossier_reports_are_idempotent(db: Database) -> None:
+    writer = LedgerWriter(db.writer)
+    await writer.start()
+    report = DossierReport("D1", "P01", "1.001193", "completed", 30500, time.time_ns() // 1000)
+    results = await asyncio.gather(*(writer.report_dossier(report) for _ in range(5)))
+    assert [r.created for r in results].count(True) == 1
+    await writer.stop()
+    async with db.read_session() as s:
+        daily = (await s.scalars(select(DailyStats))).all()
+        assert sum(d.vnd_saved for d in daily) == 30500
+        assert sum(d.procedures_completed for d in daily) == 1
+
+
+async def test_failed_commit_is_not_acknowledged(db: Database) -> None:
+    writer = LedgerWriter(db.writer, retry_delay=0.01)
+    await writer.start()
+    await writer.record(make_row(1))
+    with pytest.raises(LedgerUnavailable):
+        await writer.record(make_row(1))  # duplicate id: the commit fails twice
+    await writer.record(make_row(2))  # the writer keeps going
+    await writer.stop()
+    with pytest.raises(LedgerUnavailable):
+        writer.submit(make_row(3))
+
+
+def _diff(conn: Connection) -> list[Any]:
+    return list(compare_metadata(MigrationContext.configure(conn), Base.metadata))
+
+
+async def test_migrations_match_models_and_downgrade(database_url: str) -> None:
+    database = Database.connect(database_url)
+    try:
+        await upgrade_database(database)
+        async with database.writer.connect() as conn:
+            assert await conn.run_sync(_diff) == []
+            tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+        assert {"nodes", "services", "grants", "credentials", "ledger", "dossiers"} <= tables
+        async with database.writer.connect() as conn:
+            await conn.run_sync(run_migrations, database.url, "base", True)
+            await conn.commit()
+            left = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+        assert left <= {"alembic_version"}
+        await upgrade_database(database)
+        async with database.reader.connect() as conn:
+            version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+        assert version == "0001"
+    finally:
+        await database.dispose()
