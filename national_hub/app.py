@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from national_hub import __version__, admin, health, metaservices, oauth, reports, savings
 from national_hub.bootstrap import apply_registry_file
@@ -37,18 +37,24 @@ _EXCHANGE_DOC = {
 }
 
 
-class _ExchangeDispatch:
-    """Sends ``/exchange/...`` straight to the data plane, before FastAPI's routing."""
+class HubApp(FastAPI):
+    """The hub: a FastAPI app whose data plane is served before any middleware or routing.
 
-    def __init__(self, app: ASGIApp, handler: ExchangeHandler) -> None:
-        self.app = app
-        self.handler = handler
+    ``/exchange/...`` requests go straight to the exchange handler once the hub has
+    started; every other request (and any request before startup) takes FastAPI's path.
+    """
+
+    exchange_handler: ExchangeHandler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(EXCHANGE_PREFIX):
-            await self.handler(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+        if (
+            scope["type"] == "http"
+            and scope["path"].startswith(EXCHANGE_PREFIX)
+            and self.exchange_handler.runtime is not None
+        ):
+            await self.exchange_handler(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: HubSettings | None = None) -> FastAPI:
@@ -66,7 +72,7 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
             yield
             handler.runtime = None
 
-    app = FastAPI(
+    app = HubApp(
         title="NGSP national hub (simulated)",
         version=__version__,
         description=(
@@ -99,7 +105,7 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
             operation_id=f"exchange_{method.lower()}",
         )
 
-    app.add_middleware(_ExchangeDispatch, handler=handler)
+    app.exchange_handler = handler
     return app
 
 

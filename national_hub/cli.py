@@ -93,6 +93,8 @@ def run_hub(settings: HubSettings, *, workers: int = 1, log_level: str = "warnin
         "log_level": log_level,
         "backlog": 4096,
         "timeout_keep_alive": 30,
+        # The hub is the edge: no proxy in front whose headers it should trust.
+        "proxy_headers": False,
     }
     if workers > 1:
         os.environ.update(settings_env(worker_settings))

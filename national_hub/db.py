@@ -22,13 +22,18 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-__all__ = ["Database", "is_sqlite", "run_migrations", "upgrade_database"]
+__all__ = ["Database", "is_sqlite", "run_migrations", "sqlite_path", "upgrade_database"]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a ``sqlite+aiosqlite:///...`` URL."""
+    return Path(url.split(":///", 1)[1].split("?", 1)[0])
 
 
 def _sqlite_engine(url: str, *, synchronous: str, immediate: bool) -> AsyncEngine:
@@ -65,10 +70,7 @@ class Database:
     @classmethod
     def connect(cls, url: str, *, sqlite_synchronous: str = "FULL") -> Database:
         if is_sqlite(url):
-            if url.startswith("sqlite+aiosqlite:///"):
-                Path(url.removeprefix("sqlite+aiosqlite:///")).parent.mkdir(
-                    parents=True, exist_ok=True
-                )
+            sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
             writer = _sqlite_engine(url, synchronous=sqlite_synchronous, immediate=True)
             reader = _sqlite_engine(url, synchronous=sqlite_synchronous, immediate=False)
         else:

@@ -16,19 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import fcntl
 import logging
+import os
+import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from national_hub.contract import Outcome
 from national_hub.models import (
+    Base,
     DailyStats,
     Dossier,
     LedgerEntry,
@@ -127,6 +133,30 @@ class DossierResult:
 
 
 _Item = LedgerRow | DossierReport
+_DOSSIER_COLUMNS = ("id", "node", "procedure", "outcome", "saving_vnd", "reported_at")
+
+
+class _ProcessLock:
+    """An exclusive lock shared by every hub process writing one SQLite file.
+
+    SQLite's own busy handler polls with sleeps that grow to 100 ms, so two worker
+    processes committing groups back to back would stall each other (p99 of half a
+    second, measured). Queueing on a file lock instead wakes the next writer the moment
+    the lock is released.
+    """
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    async def acquire(self) -> None:
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            await asyncio.to_thread(fcntl.flock, self._fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
 @dataclass(slots=True)
@@ -136,6 +166,321 @@ class WriterStats:
     last_group_size: int = 0
     last_commit_seconds: float = 0.0
     failures: int = 0
+
+
+# -- statements and rollups ---------------------------------------------------------------
+
+_LEDGER_COLUMNS = tuple(c.name for c in LedgerEntry.__table__.columns)
+
+
+@dataclass(frozen=True, slots=True)
+class _Upsert:
+    statement: Any
+    keys: tuple[str, ...]
+    counters: tuple[str, ...]
+
+    def params(self, values: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        rows = [{n: v.get(n, 0) for n in (*self.keys, *self.counters)} for v in values]
+        # A fixed order: replicas upserting the same keys at once cannot deadlock.
+        rows.sort(key=lambda row: tuple(str(row[k]) for k in self.keys))
+        return rows
+
+
+class _Statements:
+    """Every statement the writer runs, built (and so compiled) once per dialect.
+
+    A statement rebuilt for each group (multi-row VALUES, a new ``SET`` clause) is
+    compiled anew every time, which cost ~4 ms a group against 0.4 ms for the commit.
+    """
+
+    def __init__(self, dialect_name: str) -> None:
+        make_insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+        self.ledger_insert = insert(LedgerEntry)
+        self.daily = self._upsert(make_insert, DailyStats)
+        self.per_node = self._upsert(make_insert, NodeDailyStats)
+        self.per_procedure = self._upsert(make_insert, ProcedureDailyStats)
+        self.dossier_insert = (
+            make_insert(Dossier)
+            .values({c: bindparam(c) for c in _DOSSIER_COLUMNS})
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(Dossier.id)
+        )
+        self.dossier_select = select(
+            Dossier.node,
+            Dossier.procedure,
+            Dossier.outcome,
+            Dossier.saving_vnd,
+            Dossier.reported_at,
+        ).where(Dossier.id == bindparam("id"))
+
+    @staticmethod
+    def _upsert(make_insert: Any, model: type[Base]) -> _Upsert:
+        table = model.__table__
+        assert isinstance(table, Table)
+        keys = tuple(c.name for c in table.primary_key.columns)
+        counters = tuple(c.name for c in table.columns if c.name not in keys)
+        stmt = make_insert(table).values({n: bindparam(n) for n in (*keys, *counters)})
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={n: table.c[n] + stmt.excluded[n] for n in counters},
+        )
+        return _Upsert(stmt, keys, counters)
+
+
+class _Rollups:
+    """The statistics one group adds, accumulated in memory and upserted once."""
+
+    def __init__(self, offset_minutes: int) -> None:
+        self._offset = offset_minutes
+        self.daily: dict[dt.date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.per_node: dict[tuple[dt.date, str, str], dict[str, int]] = defaultdict(
+            lambda: defaultdict(int)
+        )
+        self.per_procedure: dict[tuple[dt.date, str], dict[str, int]] = defaultdict(
+            lambda: defaultdict(int)
+        )
+
+    def add_row(self, r: LedgerRow) -> None:
+        day = stats_day(r.requested_at, self._offset)
+        ok = r.outcome == Outcome.OK
+        totals = self.daily[day]
+        totals["transactions"] += 1
+        totals["successes" if ok else "failures"] += 1
+        totals["request_bytes"] += r.request_bytes
+        totals["response_bytes"] += r.response_bytes
+        for node, role in ((r.consumer, "consumer"), (r.provider, "provider")):
+            if node is not None:
+                counts = self.per_node[(day, node, role)]
+                counts["transactions"] += 1
+                counts["successes" if ok else "failures"] += 1
+
+    def add_dossier(self, report: DossierReport) -> None:
+        day = stats_day(report.reported_at, self._offset)
+        counts = self.per_procedure[(day, report.procedure)]
+        if report.outcome == "completed":
+            counts["completed"] += 1
+            counts["vnd_saved"] += report.saving_vnd
+            self.daily[day]["procedures_completed"] += 1
+            self.daily[day]["vnd_saved"] += report.saving_vnd
+        else:
+            counts["failed"] += 1
+            self.daily[day]["dossiers_failed"] += 1
+
+    def upserts(self, st: _Statements) -> list[tuple[_Upsert, list[dict[str, Any]]]]:
+        batches = [
+            (st.daily, st.daily.params({"day": d, **c} for d, c in self.daily.items())),
+            (
+                st.per_node,
+                st.per_node.params(
+                    {"day": d, "node": n, "role": r, **c} for (d, n, r), c in self.per_node.items()
+                ),
+            ),
+            (
+                st.per_procedure,
+                st.per_procedure.params(
+                    {"day": d, "procedure": p, **c} for (d, p), c in self.per_procedure.items()
+                ),
+            ),
+        ]
+        return [(u, params) for u, params in batches if params]
+
+
+def _dossier_params(report: DossierReport) -> dict[str, Any]:
+    return {
+        "id": report.dossier,
+        "node": report.node,
+        "procedure": report.procedure,
+        "outcome": report.outcome,
+        "saving_vnd": report.saving_vnd if report.outcome == "completed" else 0,
+        "reported_at": report.reported_at,
+    }
+
+
+def _created(report: DossierReport) -> DossierResult:
+    params = _dossier_params(report)
+    return DossierResult(
+        created=True,
+        node=report.node,
+        procedure=report.procedure,
+        outcome=report.outcome,
+        saving_vnd=params["saving_vnd"],
+        reported_at=report.reported_at,
+    )
+
+
+def _existing(row: Any) -> DossierResult:
+    node, procedure, outcome, saving, reported_at = tuple(row)
+    return DossierResult(
+        created=False,
+        node=node,
+        procedure=procedure,
+        outcome=outcome,
+        saving_vnd=saving,
+        reported_at=reported_at,
+    )
+
+
+# -- stores: where a group is written ------------------------------------------------------
+
+
+class _Store(Protocol):
+    async def commit(
+        self, rows: list[LedgerRow], reports: list[DossierReport]
+    ) -> list[DossierResult]: ...
+
+    async def close(self) -> None: ...
+
+
+class _AsyncStore:
+    """Writes a group over one SQLAlchemy connection kept for the writer's lifetime.
+
+    Checking a connection out of the pool for each group (and resetting it on return)
+    cost more than the commit, so the writer holds its own and replaces it on failure.
+    """
+
+    def __init__(self, engine: AsyncEngine, offset_minutes: int) -> None:
+        self._engine = engine
+        self._offset = offset_minutes
+        self._st = _Statements(engine.dialect.name)
+        self._conn: AsyncConnection | None = None
+
+    async def commit(
+        self, rows: list[LedgerRow], reports: list[DossierReport]
+    ) -> list[DossierResult]:
+        if self._conn is None:
+            self._conn = await self._engine.connect()
+        conn = self._conn
+        try:
+            async with conn.begin():
+                if rows:
+                    await conn.execute(self._st.ledger_insert, [r.as_params() for r in rows])
+                rollups = _Rollups(self._offset)
+                for r in rows:
+                    rollups.add_row(r)
+                results = []
+                for report in reports:
+                    inserted = (
+                        await conn.execute(self._st.dossier_insert, _dossier_params(report))
+                    ).first()
+                    if inserted is None:
+                        row = (
+                            await conn.execute(self._st.dossier_select, {"id": report.dossier})
+                        ).one()
+                        results.append(_existing(row))
+                    else:
+                        rollups.add_dossier(report)
+                        results.append(_created(report))
+                for upsert, params in rollups.upserts(self._st):
+                    await conn.execute(upsert.statement, params)
+            return results
+        except Exception:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.close()
+            except Exception as exc:  # a broken connection may fail to close; drop it
+                log.warning("closing the ledger connection failed: %s", exc)
+                await conn.invalidate()
+
+
+class _SqliteStore:
+    """Writes a group with the stdlib driver in one thread hop.
+
+    Through aiosqlite every statement is its own hop to the driver's thread and back
+    (~0.3 ms each with SQLAlchemy on top): six of them made a group cost 2 ms where the
+    SQLite work is 0.4 ms. Here the whole transaction runs in the writer's own thread in
+    one call. The SQL is SQLAlchemy's own, compiled once for SQLite, so the schema still
+    has one home.
+    """
+
+    def __init__(self, path: Path, *, synchronous: str, offset_minutes: int) -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._offset = offset_minutes
+        self._st = _Statements("sqlite")
+        dialect = sqlite.dialect(paramstyle="qmark")
+        ledger = self._st.ledger_insert.compile(dialect=dialect, column_keys=list(_LEDGER_COLUMNS))
+        self._ledger_sql = (str(ledger), tuple(ledger.positiontup or ()))
+        self._upsert_sql: dict[int, tuple[str, tuple[str, ...]]] = {}
+        for upsert in (self._st.daily, self._st.per_node, self._st.per_procedure):
+            compiled = upsert.statement.compile(dialect=dialect)
+            self._upsert_sql[id(upsert)] = (str(compiled), tuple(compiled.positiontup or ()))
+        d_ins = self._st.dossier_insert.compile(dialect=dialect)
+        self._dossier_insert_sql = (str(d_ins), tuple(d_ins.positiontup or ()))
+        self._dossier_select_sql = str(self._st.dossier_select.compile(dialect=dialect))
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="ledger-sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _commit_sync(
+        self, rows: list[LedgerRow], reports: list[DossierReport]
+    ) -> list[DossierResult]:
+        if self._conn is None:
+            self._conn = self._connect()
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if rows:
+                sql, order = self._ledger_sql
+                conn.executemany(sql, [_ordered(r.as_params(), order) for r in rows])
+            rollups = _Rollups(self._offset)
+            for r in rows:
+                rollups.add_row(r)
+            results = []
+            for report in reports:
+                sql, order = self._dossier_insert_sql
+                inserted = conn.execute(sql, _ordered(_dossier_params(report), order)).fetchone()
+                if inserted is None:
+                    row = conn.execute(self._dossier_select_sql, (report.dossier,)).fetchone()
+                    results.append(_existing(row))
+                else:
+                    rollups.add_dossier(report)
+                    results.append(_created(report))
+            for upsert, params in rollups.upserts(self._st):
+                sql, order = self._upsert_sql[id(upsert)]
+                conn.executemany(sql, [_ordered(p, order) for p in params])
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                conn.close()
+                self._conn = None
+            raise
+        return results
+
+    async def commit(
+        self, rows: list[LedgerRow], reports: list[DossierReport]
+    ) -> list[DossierResult]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._commit_sync, rows, reports)
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, _close)
+        self._executor.shutdown(wait=True)
+
+
+def _ordered(params: dict[str, Any], order: tuple[str, ...]) -> tuple[Any, ...]:
+    # SQLite stores dates as ISO text, as SQLAlchemy's Date type does.
+    return tuple(v.isoformat() if isinstance(v := params[name], dt.date) else v for name in order)
+
+
+# -- the writer ---------------------------------------------------------------------------
 
 
 class LedgerWriter:
@@ -148,18 +493,47 @@ class LedgerWriter:
         max_group: int = 2000,
         stats_offset_minutes: int = 420,
         retry_delay: float = 0.2,
+        sqlite_file: Path | None = None,
+        sqlite_synchronous: str = "FULL",
     ) -> None:
-        self._engine = engine
+        self._store: _Store
+        if sqlite_file is not None:
+            self._store = _SqliteStore(
+                sqlite_file, synchronous=sqlite_synchronous, offset_minutes=stats_offset_minutes
+            )
+            self._lock: _ProcessLock | None = _ProcessLock(sqlite_file.with_suffix(".writelock"))
+        else:
+            self._store = _AsyncStore(engine, stats_offset_minutes)
+            self._lock = None
         self._max_group = max_group
-        self._offset = stats_offset_minutes
         self._retry_delay = retry_delay
         self._pending: list[tuple[_Item, asyncio.Future[Any]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.stats = WriterStats()
-        dialect = engine.dialect.name
-        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+    @classmethod
+    def for_database(
+        cls,
+        engine: AsyncEngine,
+        url: str,
+        *,
+        max_group: int = 2000,
+        stats_offset_minutes: int = 420,
+        sqlite_synchronous: str = "FULL",
+    ) -> LedgerWriter:
+        """The writer suited to the database: one-hop SQLite writes, or SQLAlchemy."""
+        sqlite_file = None
+        if url.startswith("sqlite"):
+            sqlite_file = Path(url.split(":///", 1)[1].split("?", 1)[0])
+        return cls(
+            engine,
+            max_group=max_group,
+            stats_offset_minutes=stats_offset_minutes,
+            sqlite_file=sqlite_file,
+            sqlite_synchronous=sqlite_synchronous,
+        )
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -173,6 +547,7 @@ class LedgerWriter:
         if self._task is not None:
             await self._task
             self._task = None
+        await self._store.close()
 
     @property
     def running(self) -> bool:
@@ -219,18 +594,24 @@ class LedgerWriter:
                 return
 
     async def _commit_group(self, group: list[tuple[_Item, asyncio.Future[Any]]]) -> None:
-        items = [item for item, _ in group]
+        rows = [item for item, _ in group if isinstance(item, LedgerRow)]
+        reports = [item for item, _ in group if isinstance(item, DossierReport)]
         started = time.perf_counter()
-        results: list[Any] | None = None
+        results: list[DossierResult] | None = None
         for attempt in range(2):
             try:
-                async with self._engine.begin() as conn:
-                    results = await self._write(conn, items)
+                if self._lock is not None:
+                    await self._lock.acquire()
+                try:
+                    results = await self._store.commit(rows, reports)
+                finally:
+                    if self._lock is not None:
+                        self._lock.release()
                 break
             except Exception as exc:
                 self.stats.failures += 1
                 log.error(
-                    "ledger group of %d failed (attempt %d): %s", len(items), attempt + 1, exc
+                    "ledger group of %d failed (attempt %d): %s", len(group), attempt + 1, exc
                 )
                 if attempt == 0:
                     await asyncio.sleep(self._retry_delay)
@@ -240,136 +621,11 @@ class LedgerWriter:
                     future.set_exception(LedgerUnavailable("ledger commit failed"))
             return
         self.stats.groups += 1
-        self.stats.rows += len(items)
-        self.stats.last_group_size = len(items)
+        self.stats.rows += len(rows)
+        self.stats.last_group_size = len(group)
         self.stats.last_commit_seconds = time.perf_counter() - started
-        for (_, future), result in zip(group, results, strict=True):
-            if not future.done():
+        dossier_results = iter(results)
+        for item, future in group:
+            result = next(dossier_results) if isinstance(item, DossierReport) else None
+            if not future.done():  # a waiter that went away was cancelled
                 future.set_result(result)
-
-    async def _write(self, conn: AsyncConnection, items: list[_Item]) -> list[Any]:
-        rows = [i for i in items if isinstance(i, LedgerRow)]
-        daily: dict[dt.date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        per_node: dict[tuple[dt.date, str, str], dict[str, int]] = defaultdict(
-            lambda: defaultdict(int)
-        )
-        per_procedure: dict[tuple[dt.date, str], dict[str, int]] = defaultdict(
-            lambda: defaultdict(int)
-        )
-        if rows:
-            await conn.execute(insert(LedgerEntry), [r.as_params() for r in rows])
-            for r in rows:
-                day = stats_day(r.requested_at, self._offset)
-                ok = r.outcome == Outcome.OK
-                totals = daily[day]
-                totals["transactions"] += 1
-                totals["successes" if ok else "failures"] += 1
-                totals["request_bytes"] += r.request_bytes
-                totals["response_bytes"] += r.response_bytes
-                for node, role in ((r.consumer, "consumer"), (r.provider, "provider")):
-                    if node is None:
-                        continue
-                    counts = per_node[(day, node, role)]
-                    counts["transactions"] += 1
-                    counts["successes" if ok else "failures"] += 1
-        results: list[Any] = []
-        for item in items:
-            if isinstance(item, LedgerRow):
-                results.append(None)
-                continue
-            result = await self._write_dossier(conn, item)
-            results.append(result)
-            if result.created:
-                day = stats_day(item.reported_at, self._offset)
-                counts = per_procedure[(day, item.procedure)]
-                if item.outcome == "completed":
-                    counts["completed"] += 1
-                    counts["vnd_saved"] += item.saving_vnd
-                    daily[day]["procedures_completed"] += 1
-                    daily[day]["vnd_saved"] += item.saving_vnd
-                else:
-                    counts["failed"] += 1
-                    daily[day]["dossiers_failed"] += 1
-        await self._upsert(conn, DailyStats, ("day",), ({"day": d, **c} for d, c in daily.items()))
-        await self._upsert(
-            conn,
-            NodeDailyStats,
-            ("day", "node", "role"),
-            ({"day": d, "node": n, "role": r, **c} for (d, n, r), c in per_node.items()),
-        )
-        await self._upsert(
-            conn,
-            ProcedureDailyStats,
-            ("day", "procedure"),
-            ({"day": d, "procedure": p, **c} for (d, p), c in per_procedure.items()),
-        )
-        return results
-
-    async def _write_dossier(self, conn: AsyncConnection, report: DossierReport) -> DossierResult:
-        saving = report.saving_vnd if report.outcome == "completed" else 0
-        stmt = (
-            self._insert(Dossier)
-            .values(
-                id=report.dossier,
-                node=report.node,
-                procedure=report.procedure,
-                outcome=report.outcome,
-                saving_vnd=saving,
-                reported_at=report.reported_at,
-            )
-            .on_conflict_do_nothing(index_elements=["id"])
-            .returning(Dossier.id)
-        )
-        inserted = (await conn.execute(stmt)).first()
-        if inserted is not None:
-            return DossierResult(
-                created=True,
-                node=report.node,
-                procedure=report.procedure,
-                outcome=report.outcome,
-                saving_vnd=saving,
-                reported_at=report.reported_at,
-            )
-        existing = (
-            await conn.execute(
-                select(
-                    Dossier.node,
-                    Dossier.procedure,
-                    Dossier.outcome,
-                    Dossier.saving_vnd,
-                    Dossier.reported_at,
-                ).where(Dossier.id == report.dossier)
-            )
-        ).one()
-        return DossierResult(
-            created=False,
-            node=existing.node,
-            procedure=existing.procedure,
-            outcome=existing.outcome,
-            saving_vnd=existing.saving_vnd,
-            reported_at=existing.reported_at,
-        )
-
-    async def _upsert(
-        self,
-        conn: AsyncConnection,
-        model: type[DailyStats] | type[NodeDailyStats] | type[ProcedureDailyStats],
-        keys: tuple[str, ...],
-        values: Iterable[dict[str, Any]],
-    ) -> None:
-        table = model.__table__
-        assert isinstance(table, Table)
-        counters = [c.name for c in table.columns if c.name not in keys]
-        rows = []
-        for value in values:
-            rows.append({name: value.get(name, 0) for name in (*keys, *counters)})
-        if not rows:
-            return
-        # A fixed order: replicas upserting the same keys at once cannot deadlock.
-        rows.sort(key=lambda row: tuple(str(row[k]) for k in keys))
-        stmt = self._insert(table).values(rows)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(keys),
-            set_={name: table.c[name] + stmt.excluded[name] for name in counters},
-        )
-        await conn.execute(stmt)

@@ -45,10 +45,12 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
             db.read_session, SharedGeneration(settings.data_dir / "registry.gen")
         )
         await registry.start()
-        ledger = LedgerWriter(
+        ledger = LedgerWriter.for_database(
             db.writer,
+            db.url,
             max_group=settings.ledger_max_group,
             stats_offset_minutes=settings.stats_utc_offset_minutes,
+            sqlite_synchronous=settings.sqlite_synchronous,
         )
         await ledger.start()
         connector = aiohttp.TCPConnector(

@@ -51,7 +51,7 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 
 
 async def test_concurrent_rows_group_committed(db: Database) -> None:
-    writer = LedgerWriter(db.writer, max_group=100)
+    writer = LedgerWriter.for_database(db.writer, db.url, max_group=100)
     await writer.start()
     rows = [make_row(i, OUTCOMES[i % len(OUTCOMES)]) for i in range(1000)]
     await asyncio.gather(*(writer.record(r) for r in rows))
@@ -78,7 +78,7 @@ async def test_concurrent_rows_group_committed(db: Database) -> None:
 
 
 async def test_dossier_reports_are_idempotent(db: Database) -> None:
-    writer = LedgerWriter(db.writer)
+    writer = LedgerWriter.for_database(db.writer, db.url)
     await writer.start()
     report = DossierReport("D1", "P01", "1.001193", "completed", 30500, time.time_ns() // 1000)
     results = await asyncio.gather(*(writer.report_dossier(report) for _ in range(5)))
@@ -91,7 +91,7 @@ async def test_dossier_reports_are_idempotent(db: Database) -> None:
 
 
 async def test_failed_commit_is_not_acknowledged(db: Database) -> None:
-    writer = LedgerWriter(db.writer, retry_delay=0.01)
+    writer = LedgerWriter.for_database(db.writer, db.url)
     await writer.start()
     await writer.record(make_row(1))
     with pytest.raises(LedgerUnavailable):

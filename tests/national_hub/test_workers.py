@@ -1,0 +1,58 @@
+"""Several worker processes: a registry change through one is seen at once by all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.national_hub.test_crash import SECRET, registry_file
+from tests.support.provider import create_provider
+from tests.support.servers import ChildProcess, free_port, python_cmd, serve, wait_http
+
+ADMIN = "workers-admin-token-0123456789abcdef"
+
+
+@pytest.mark.slow
+def test_registry_change_reaches_every_worker(tmp_path: Path, database_url: str) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with serve(create_provider()) as provider:
+        registry = registry_file(tmp_path / "registry.yaml", provider.url)
+        hub = ChildProcess(
+            python_cmd("-m", "national_hub", "hub", "--port", str(port), "--workers", "2",
+                       "--registry", str(registry), "--log-level", "warning"),
+            env={
+                "NGSP_HUB_DATABASE_URL": database_url,
+                "NGSP_HUB_DATA_DIR": str(tmp_path / "data"),
+                "NGSP_HUB_ADMIN_TOKEN": ADMIN,
+                "NGSP_HUB_SIGNING_KEY": "workers-signing-key-0123456789abcdef",
+            },
+            log=tmp_path / "hub.log",
+        ).start()  # fmt: skip
+        try:
+            wait_http(f"{url}/readyz", proc=hub.proc)
+            admin = {"Authorization": f"Bearer {ADMIN}"}
+
+            def fresh_get(path: str, token: str) -> int:
+                # A new connection each time, so requests spread over both workers.
+                with httpx.Client(timeout=10) as client:
+                    return client.get(
+                        f"{url}{path}",
+                        headers={"Authorization": f"Bearer {token}", "Connection": "close"},
+                    ).status_code
+
+            with httpx.Client(timeout=10) as client:
+                token = client.post(f"{url}/token", data={
+                    "grant_type": "client_credentials", "client_id": "cons-crash",
+                    "client_secret": SECRET}).json()["access_token"]  # fmt: skip
+                statuses = {fresh_get("/exchange/PROV/svc/echo", token) for _ in range(30)}
+                assert statuses == {200}
+                grants = client.get(f"{url}/admin/grants", headers=admin).json()["items"]
+                deleted = client.delete(f"{url}/admin/grants/{grants[0]['id']}", headers=admin)
+                assert deleted.status_code == 204
+            statuses = {fresh_get("/exchange/PROV/svc/echo", token) for _ in range(30)}
+            assert statuses == {403}
+        finally:
+            assert hub.stop() == 0, hub.output()
