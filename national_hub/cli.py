@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from national_hub.settings import HubSettings
 
@@ -36,7 +38,11 @@ def hub_settings(
     database_url: str | None = None,
     registry: Path | None = None,
 ) -> HubSettings:
-    """Settings from the environment, overridden by command-line options."""
+    """Settings from the environment, overridden by command-line options.
+
+    Settings the hub refuses (a placeholder secret outside development, say) end the
+    command with the reason, not a traceback.
+    """
     overrides: dict[str, object] = {}
     if data_dir is not None:
         overrides["data_dir"] = data_dir
@@ -48,7 +54,12 @@ def hub_settings(
         overrides["database_url"] = database_url
     if registry is not None:
         overrides["registry_file"] = registry
-    return HubSettings(**overrides)  # type: ignore[arg-type]
+    try:
+        return HubSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        typer.echo(f"ngsp: refusing to start: {reasons}", err=True)
+        raise typer.Exit(2) from None
 
 
 def settings_env(settings: HubSettings) -> dict[str, str]:
@@ -158,3 +169,96 @@ def db_upgrade(
 def main() -> None:
     """Entry point of the ``ngsp`` console script."""
     app()
+
+
+@app.command()
+def nodes(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Control API port (default 8100).")] = None,
+    node_port_base: Annotated[
+        int | None, typer.Option(help="First node port (default 8101); 0 for any free ports.")
+    ] = None,
+    roster: Annotated[
+        str | None, typer.Option(help="roster-2020, roster-2025 or a YAML file.")
+    ] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="Connection state at this date (YYYY-MM-DD).")
+    ] = None,
+    hub_url: Annotated[str | None, typer.Option(help="The hub to register with.")] = None,
+    population: Annotated[
+        int | None, typer.Option(help="Synthetic citizens (default 100,000).")
+    ] = None,
+    register: Annotated[bool, typer.Option(help="Register the network with the hub.")] = True,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve every simulated node of the roster, each on its own port, and register them."""
+    import uvicorn
+
+    from provincial_nodes.app import create_app as create_nodes_app
+    from provincial_nodes.settings import NodesSettings
+
+    overrides: dict[str, Any] = {
+        "data_dir": data_dir,
+        "host": host,
+        "port": port,
+        "node_port_base": node_port_base,
+        "roster": roster,
+        "as_of": as_of,
+        "hub_url": hub_url,
+        "population_size": population,
+        "register_with_hub": register,
+    }
+    settings = NodesSettings(**{k: v for k, v in overrides.items() if v is not None})
+    typer.echo(
+        f"nodes: control API http://{settings.host}:{settings.port}, roster {settings.roster} "
+        f"as of {settings.effective_as_of()}, {settings.population_size:,} citizens"
+    )
+    uvicorn.run(
+        create_nodes_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=log_level,
+        timeout_graceful_shutdown=5,
+    )
+
+
+@app.command()
+def up(
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Where SQLite files and credentials.json live.")
+    ] = Path("ngsp-data"),
+    hub_port: Annotated[int, typer.Option(help="Hub port.")] = 8000,
+    nodes_port: Annotated[int, typer.Option(help="Nodes control port.")] = 8100,
+    node_port_base: Annotated[int, typer.Option(help="First node port.")] = 8101,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Hub worker processes.")] = 1,
+    roster: Annotated[str, typer.Option(help="roster-2020 or roster-2025.")] = "roster-2020",
+    as_of: Annotated[str | None, typer.Option(help="Connection state at this date.")] = None,
+    population: Annotated[int, typer.Option(help="Synthetic citizens.")] = 100_000,
+    database_url: Annotated[
+        str | None, typer.Option(help="Hub database (default: SQLite in the data dir).")
+    ] = None,
+) -> None:
+    """Start the whole simulated network: the hub, then every node; Ctrl-C stops it all."""
+    from national_hub.network import Service, run_network
+
+    python = [sys.executable, "-m", "national_hub"]
+    dd = ["--data-dir", str(data_dir)]
+    hub_cmd = [*python, "hub", *dd, "--port", str(hub_port), "--workers", str(workers),
+               "--log-level", "warning"]  # fmt: skip
+    if database_url:
+        hub_cmd += ["--database-url", database_url]
+    nodes_cmd = [*python, "nodes", *dd, "--port", str(nodes_port),
+                 "--node-port-base", str(node_port_base), "--roster", roster,
+                 "--hub-url", f"http://127.0.0.1:{hub_port}", "--population", str(population),
+                 "--log-level", "warning"]  # fmt: skip
+    if as_of:
+        nodes_cmd += ["--as-of", as_of]
+    services = [
+        Service("hub", hub_cmd, f"http://127.0.0.1:{hub_port}", "/readyz"),
+        Service("nodes", nodes_cmd, f"http://127.0.0.1:{nodes_port}", "/healthz"),
+    ]
+    raise typer.Exit(run_network(services, data_dir=data_dir))

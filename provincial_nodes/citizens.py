@@ -726,6 +726,46 @@ class Population:
             raise ValueError(f"asked for {n} citizens, only {len(chosen)} match")
         return chosen
 
+    def registered_id_number(
+        self, province: str, gender: Gender, birth_year: int, ordinal: int
+    ) -> str:
+        """The ID number of the ``ordinal``-th person registered after the synthetic ones.
+
+        Births registered at runtime need ID numbers that no synthetic citizen holds: in a
+        bucket the population fills, they take the sequence numbers after its last member
+        (``lookup`` never finds them: the nodes keep those people in their own state); in a
+        bucket it does not have (a birth year after the reference date's, a province outside
+        the spec) the permutation is keyed by the bucket's own coordinates.
+        """
+        if ordinal < 0:
+            raise ValueError(f"ordinal {ordinal} is negative")
+        if province not in PROVINCE_CODES:
+            raise ValueError(f"unknown province code {province!r}")
+        g = _MALE if gender == "male" else _FEMALE
+        century = (birth_year // 100) - 19
+        if not 0 <= century <= 4:
+            raise ValueError(f"birth year {birth_year} outside 1900-2399")
+        prefix = f"0{province}{century * 2 + g}{birth_year % 100:02d}"
+        p = self._by_code.get(province)
+        age = self._year0 - birth_year
+        if p is not None and 0 <= age <= MAX_AGE:
+            bucket = (p.number * 2 + g) * _AGES + age
+            seq = p.counts[g][age] + ordinal
+            if seq >= _BUCKET_CAPACITY:
+                raise ValueError(f"bucket {prefix} is full")
+            return prefix + f"{self._permute(bucket, seq):06d}"
+        if ordinal >= _BUCKET_CAPACITY:
+            raise ValueError(f"bucket {prefix} is full")
+        keys = tuple(
+            _keyed_int(self._key, b"registered", int(province), g, birth_year, shift) % 1000
+            for shift in range(4)
+        )
+        table = self._round_table
+        left, right = divmod(ordinal, 1000)
+        for k in keys:
+            left, right = right, (left + table[(right + k) % 1000]) % 1000
+        return prefix + f"{left * 1000 + right:06d}"
+
     # -- coordinates ------------------------------------------------------------------
 
     def _coords(self, id_number: str) -> _Coords | None:

@@ -11,6 +11,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.support.hub import HubFactory, hub_starter
+
 POSTGRES_ADMIN_DSN = os.environ.get(
     "NGSP_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -78,3 +80,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture
+def hub_factory(tmp_path: Path, database_url: str) -> Iterator[HubFactory]:
+    """Start real hubs on the parametrized database (SQLite, then PostgreSQL)."""
+    start, stop = hub_starter(tmp_path / "data", database_url)
+    yield start
+    stop()
+
+
+@pytest.fixture
+def sqlite_hub_factory(tmp_path: Path) -> Iterator[HubFactory]:
+    """Start real hubs on SQLite only, for tests about other packages."""
+    start, stop = hub_starter(tmp_path / "data", f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}")
+    yield start
+    stop()

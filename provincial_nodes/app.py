@@ -1,0 +1,271 @@
+"""The nodes process: every simulated node on its own port, and a control API beside them.
+
+``create_app(settings)`` builds the control API (node list, fault injection, health). Its
+lifespan loads the roster and the synthetic population, opens the nodes' state, starts a
+listener per node, and registers the network with the hub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request, Response, status
+from pydantic import BaseModel
+
+from national_hub.credentials import CredentialsFile, read_credentials
+from national_hub.errors import AdminTokenInvalid, NotFound, install_error_handlers
+from provincial_nodes.faults import FaultBook, FaultSpec
+from provincial_nodes.listeners import ASGIApp, NodeApp, NodeListener
+from provincial_nodes.registration import register, registry_document
+from provincial_nodes.roster import Roster, load_roster
+from provincial_nodes.services.catalogue import PROVINCE, SERVICES, service_apps
+from provincial_nodes.settings import NodesSettings
+from provincial_nodes.state import NodeState
+from provincial_nodes.world import World, build_population
+
+__all__ = ["Network", "create_app"]
+
+log = logging.getLogger("ngsp.nodes")
+
+
+@dataclass
+class Network:
+    """The running simulated network."""
+
+    settings: NodesSettings
+    roster: Roster
+    world: World
+    faults: FaultBook
+    listeners: dict[str, NodeListener]
+    services: dict[str, list[str]]
+    admin_token: str
+
+    def connected(self, code: str) -> bool:
+        return self.roster[code].lgsp_connected <= self.settings.effective_as_of()
+
+
+def _node_services(roster: Roster) -> dict[str, list[str]]:
+    offered: dict[str, list[str]] = {node.code: [] for node in roster}
+    for spec in SERVICES:
+        providers = (
+            [p.code for p in roster.provinces] if spec.provider == PROVINCE else [spec.provider]
+        )
+        for provider in providers:
+            if provider in offered:
+                offered[provider].append(spec.code)
+    return offered
+
+
+async def _hub_admin_token(settings: NodesSettings, wait_seconds: float = 60.0) -> str:
+    if settings.hub_admin_token is not None:
+        return settings.hub_admin_token.get_secret_value()
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    while True:
+        token = read_credentials(settings.credentials_path).get("hub", {}).get("admin_token")
+        if isinstance(token, str) and token:
+            return token
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError(
+                f"no hub admin token: set NGSP_NODES_HUB_ADMIN_TOKEN or start the hub with "
+                f"the same data directory ({settings.credentials_path} has none)"
+            )
+        await asyncio.sleep(0.2)
+
+
+@contextlib.asynccontextmanager
+async def open_network(settings: NodesSettings) -> AsyncIterator[Network]:
+    """Start every node and register them; stop them on exit."""
+    roster = load_roster(settings.roster)
+    population = build_population(
+        roster,
+        size=settings.population_size,
+        seed=settings.seed,
+        reference=settings.reference_date,
+    )
+    state = NodeState(settings.data_dir / "nodes.db")
+    await state.open()
+    world = World(roster=roster, population=population, state=state)
+    apps: dict[str, ASGIApp] = dict(service_apps(world))
+    faults = FaultBook(settings.seed)
+    offered = _node_services(roster)
+    listeners: dict[str, NodeListener] = {}
+    admin_token = (
+        settings.admin_token.get_secret_value()
+        if settings.admin_token
+        else secrets.token_urlsafe(24)
+    )
+    try:
+        for i, node in enumerate(roster):
+            port = settings.node_port_base + i if settings.node_port_base else 0
+            app = NodeApp(node.code, {s: apps[s] for s in offered[node.code]}, faults)
+            listener = NodeListener(node.code, app, settings.host, port)
+            await listener.start()
+            listeners[node.code] = listener
+        network = Network(
+            settings=settings,
+            roster=roster,
+            world=world,
+            faults=faults,
+            listeners=listeners,
+            services=offered,
+            admin_token=admin_token,
+        )
+        credentials = CredentialsFile(settings.credentials_path)
+        credentials.set_section(
+            "nodes_control",
+            {"url": f"http://{settings.host}:{settings.port}", "admin_token": admin_token},
+        )
+        if settings.register_with_hub:
+            openapi = {code: app.openapi() for code, app in service_apps(world).items()}
+            document = registry_document(
+                roster,
+                as_of=settings.effective_as_of(),
+                urls={code: listener.url for code, listener in listeners.items()},
+                openapi=openapi,
+            )
+            result = await register(settings.hub_url, await _hub_admin_token(settings), document)
+            for created in result.get("credentials", []):
+                credentials.set_node(
+                    created["node"],
+                    client_id=created["client_id"],
+                    client_secret=created["client_secret"],
+                )
+            log.info(
+                "registered %d nodes, %d services, %d grants with %s",
+                result["nodes"],
+                result["services"],
+                result["grants"],
+                settings.hub_url,
+            )
+        yield network
+    finally:
+        await asyncio.gather(*(listener.stop() for listener in listeners.values()))
+        await state.close()
+
+
+def _network(request: Request) -> Network:
+    network: Network = request.app.state.network
+    return network
+
+
+NetworkDep = Annotated[Network, Depends(_network)]
+
+
+async def require_admin(request: Request, network: NetworkDep) -> None:
+    """Admit the nodes process's admin token."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), network.admin_token.encode()
+    ):
+        raise AdminTokenInvalid("send 'Authorization: Bearer <nodes admin token>'")
+
+
+class NodePublic(BaseModel):
+    code: str
+    name: str
+    kind: str
+    url: str
+    connected: bool
+    listening: bool
+    services: list[str]
+    faults: FaultSpec
+
+
+class NodesPublic(BaseModel):
+    items: list[NodePublic]
+    count: int
+
+
+def create_app(settings: NodesSettings | None = None) -> FastAPI:
+    """The control API of the nodes process."""
+    settings = settings or NodesSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_network(settings) as network:
+            app.state.network = network
+            yield
+
+    app = FastAPI(
+        title="Simulated LGSP network — control",
+        version="1.0.0",
+        description="Every simulated node listens on its own port; this API lists them "
+        "and injects faults.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+
+    def describe(network: Network, code: str) -> NodePublic:
+        node = network.roster[code]
+        listener = network.listeners[code]
+        return NodePublic(
+            code=code,
+            name=node.name,
+            kind=node.kind,
+            url=listener.url,
+            connected=network.connected(code),
+            listening=listener.listening,
+            services=network.services[code],
+            faults=network.faults.get(code),
+        )
+
+    @app.get("/healthz")
+    async def healthz(network: NetworkDep) -> dict[str, Any]:
+        """Alive, with how many nodes listen."""
+        listening = sum(1 for listener in network.listeners.values() if listener.listening)
+        return {"status": "ok", "nodes": len(network.listeners), "listening": listening}
+
+    @app.get("/nodes", response_model=NodesPublic)
+    async def list_nodes(network: NetworkDep) -> NodesPublic:
+        """Every node with its URL, connection state, services and faults."""
+        items = [describe(network, code) for code in network.listeners]
+        return NodesPublic(items=items, count=len(items))
+
+    @app.get("/nodes/{code}", response_model=NodePublic)
+    async def get_node(code: str, network: NetworkDep) -> NodePublic:
+        if code not in network.listeners:
+            raise NotFound(f"no node {code!r}")
+        return describe(network, code)
+
+    @app.get("/admin/faults", dependencies=[Depends(require_admin)])
+    async def list_faults(network: NetworkDep) -> dict[str, FaultSpec]:
+        """The nodes that have faults, and their faults."""
+        return network.faults.all()
+
+    @app.put(
+        "/admin/faults/{code}", response_model=NodePublic, dependencies=[Depends(require_admin)]
+    )
+    async def set_faults(code: str, spec: FaultSpec, network: NetworkDep) -> NodePublic:
+        """Replace a node's faults; an outage stops its listener, recovery starts it."""
+        listener = network.listeners.get(code)
+        if listener is None:
+            raise NotFound(f"no node {code!r}")
+        network.faults.set(code, spec)
+        if spec.outage:
+            await listener.stop()
+        else:
+            await listener.start()
+        return describe(network, code)
+
+    @app.delete(
+        "/admin/faults/{code}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        dependencies=[Depends(require_admin)],
+    )
+    async def clear_faults(code: str, network: NetworkDep) -> Response:
+        """Make a node healthy again."""
+        listener = network.listeners.get(code)
+        if listener is None:
+            raise NotFound(f"no node {code!r}")
+        network.faults.set(code, FaultSpec())
+        await listener.start()
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    return app

@@ -1,0 +1,137 @@
+"""Every node listens on its own port, as each LGSP is its own server.
+
+All listeners run in the nodes process's event loop, one uvicorn server each, sharing the
+service apps. A node in outage closes its listener, so connections to it are refused
+(the hub sees an unavailable provider, not an error page), and opens it again on
+recovery. uvicorn is driven through ``Server.startup`` and ``Server.shutdown`` rather
+than ``serve``, which would install signal handlers for each of ~100 servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+import uvicorn
+
+from national_hub.contract import PROBLEM_CONTENT_TYPE, problem_body
+from provincial_nodes.faults import FaultBook
+from provincial_nodes.services.one_stop import NODE_SCOPE_KEY
+
+__all__ = ["NodeApp", "NodeListener", "bind"]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class NodeApp:
+    """One node's front: its services by path prefix, with its injected faults."""
+
+    def __init__(self, code: str, services: dict[str, ASGIApp], faults: FaultBook) -> None:
+        self.code = code
+        self.services = services
+        self.faults = faults
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        if path == "/healthz":
+            await _send(send, 200, "application/json", orjson.dumps({"node": self.code}))
+            return
+        service, _, _ = path.lstrip("/").partition("/")
+        app = self.services.get(service)
+        if app is None:
+            body = problem_body(
+                status=404,
+                code="unknown_service",
+                title="Unknown service",
+                detail=f"node {self.code} offers no service {service!r}",
+            )
+            await _send(send, 404, PROBLEM_CONTENT_TYPE, body)
+            return
+        verdict = self.faults.verdict(self.code)
+        if verdict.delay:
+            await asyncio.sleep(verdict.delay)
+        if verdict.error_status is not None:
+            body = problem_body(
+                status=verdict.error_status,
+                code="injected_fault",
+                title="Injected fault",
+                detail=f"node {self.code} answered with an injected error",
+            )
+            await _send(send, verdict.error_status, PROBLEM_CONTENT_TYPE, body)
+            return
+        child = dict(scope)
+        child[NODE_SCOPE_KEY] = self.code
+        child["root_path"] = scope.get("root_path", "") + "/" + service
+        await app(child, receive, send)
+
+
+async def _send(send: Send, status: int, content_type: str, body: bytes) -> None:
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (port 0: any free port)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class NodeListener:
+    """A uvicorn server for one node, which can stop listening and start again."""
+
+    def __init__(self, code: str, app: ASGIApp, host: str, port: int) -> None:
+        self.code = code
+        self.app = app
+        self.host = host
+        self.port = port
+        self._server: uvicorn.Server | None = None
+        self._socket: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        sock = bind(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.app,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            http="httptools",
+            timeout_graceful_shutdown=1,
+        )
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        await server.startup(sockets=[sock])
+        self._server, self._socket = server, sock
+
+    async def stop(self) -> None:
+        server, sock = self._server, self._socket
+        self._server = self._socket = None
+        if server is not None:
+            await server.shutdown(sockets=[sock] if sock else None)
