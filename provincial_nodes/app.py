@@ -11,21 +11,26 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import random
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request, Response, status
+from fastapi import Depends, FastAPI, Query, Request, Response, status
 from pydantic import BaseModel
 
 from national_hub.credentials import CredentialsFile, read_credentials
 from national_hub.errors import AdminTokenInvalid, NotFound, install_error_handlers
+from provincial_nodes.citizens import Citizen
 from provincial_nodes.faults import FaultBook, FaultSpec
 from provincial_nodes.listeners import ASGIApp, NodeApp, NodeListener
 from provincial_nodes.registration import register, registry_document
 from provincial_nodes.roster import Roster, load_roster
+from provincial_nodes.services.business import sample_tax_codes
 from provincial_nodes.services.catalogue import PROVINCE, SERVICES, service_apps
+from provincial_nodes.services.insurance import card_number_for, kind_for_age
+from provincial_nodes.services.land import sample_parcel_ids
 from provincial_nodes.settings import NodesSettings
 from provincial_nodes.state import NodeState
 from provincial_nodes.world import World, build_population
@@ -167,6 +172,54 @@ async def require_admin(request: Request, network: NetworkDep) -> None:
         raise AdminTokenInvalid("send 'Authorization: Bearer <nodes admin token>'")
 
 
+class SampleCitizen(BaseModel):
+    id_number: str
+    full_name: str
+    age: int
+    card_number: str
+
+
+class Samples(BaseModel):
+    citizens: list[SampleCitizen]
+    children_under_6: list[SampleCitizen]
+    mothers: list[SampleCitizen]
+    parcel_ids: list[str]
+    tax_codes: list[str]
+
+
+def sample_identifiers(world: World, *, n: int, seed: int) -> Samples:
+    """A few valid citizens, children, mothers, parcels and enterprises."""
+    rng = random.Random(seed)
+    today = world.today()
+
+    def entry(c: Citizen) -> SampleCitizen:
+        person = world.person(c.id_number)
+        assert person is not None
+        age = c.age(today)
+        return SampleCitizen(
+            id_number=c.id_number,
+            full_name=c.full_name,
+            age=age,
+            card_number=card_number_for(person, kind_for_age(age)),
+        )
+
+    population = world.population
+    children = population.sample(rng, n, max_age=4)
+    mothers = [
+        c
+        for c in population.sample(rng, 20 * n)
+        if c.gender == "female" and 20 <= c.age(today) <= 40
+    ][:n]
+    provinces = [p.admin_code for p in world.roster.provinces]
+    return Samples(
+        citizens=[entry(c) for c in population.sample(rng, n)],
+        children_under_6=[entry(c) for c in children],
+        mothers=[entry(c) for c in mothers],
+        parcel_ids=[sample_parcel_ids(rng, rng.choice(provinces), 1)[0] for _ in range(n)],
+        tax_codes=[sample_tax_codes(rng, world, rng.choice(provinces), 1)[0] for _ in range(n)],
+    )
+
+
 class NodePublic(BaseModel):
     code: str
     name: str
@@ -233,6 +286,15 @@ def create_app(settings: NodesSettings | None = None) -> FastAPI:
         if code not in network.listeners:
             raise NotFound(f"no node {code!r}")
         return describe(network, code)
+
+    @app.get("/samples", response_model=Samples)
+    async def samples(
+        network: NetworkDep,
+        n: Annotated[int, Query(ge=1, le=100)] = 5,
+        seed: Annotated[int, Query(ge=0)] = 0,
+    ) -> Samples:
+        """Identifiers that exist, for developers trying the services out."""
+        return sample_identifiers(network.world, n=n, seed=seed)
 
     @app.get("/admin/faults", dependencies=[Depends(require_admin)])
     async def list_faults(network: NetworkDep) -> dict[str, FaultSpec]:

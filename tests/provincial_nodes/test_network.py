@@ -20,6 +20,10 @@ async def test_registration_and_exchange_between_nodes(
     hub = sqlite_hub_factory()
     nodes = nodes_factory(hub)
     network = network_of(nodes)
+    samples = (await client.get(f"{nodes.url}/samples", params={"n": 3})).json()
+    assert len(samples["children_under_6"]) == 3
+    assert all(c["age"] < 6 for c in samples["children_under_6"])
+    assert all(network.world.person(c["id_number"]) for c in samples["mothers"])
     listed = (await client.get(f"{nodes.url}/nodes")).json()
     assert listed["count"] == 97  # 92 bodies and 5 national databases
     assert all(n["listening"] for n in listed["items"])
