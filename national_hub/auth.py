@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 
 from national_hub.errors import AdminTokenInvalid, Forbidden, TokenInvalid, TokenMissing
 from national_hub.registry import NodeInfo
+from national_hub.routing import consumer_of
 from national_hub.runtime import Runtime
 
 __all__ = [
@@ -57,14 +58,7 @@ def _is_admin_token(runtime: Runtime, token: str) -> bool:
 
 async def _node_for(runtime: Runtime, token: str) -> NodeInfo:
     claims = runtime.tokens.verify(token)
-    snapshot = await runtime.registry.current()
-    credential = snapshot.credentials.get(claims.client_id)
-    if credential is None or credential.node != claims.node:
-        raise TokenInvalid("the credential behind this token was revoked")
-    node = snapshot.nodes.get(claims.node)
-    if node is None or not node.active:
-        raise TokenInvalid(f"node {claims.node} is disabled or not connected")
-    return node
+    return consumer_of(await runtime.registry.current(), claims)
 
 
 async def require_admin(request: Request, runtime: RuntimeDep) -> None:

@@ -44,6 +44,7 @@ from national_hub.errors import (
 )
 from national_hub.ledger import LedgerRow, LedgerUnavailable
 from national_hub.paths import mask_path
+from national_hub.routing import authorise, consumer_of, resolve
 
 if TYPE_CHECKING:
     from national_hub.runtime import Runtime
@@ -237,12 +238,7 @@ class ExchangeHandler:
             raise TokenInvalid("expected a Bearer token")
         claims = runtime.tokens.verify(token.strip().decode("latin-1"))
         snapshot = await runtime.registry.current()
-        credential = snapshot.credentials.get(claims.client_id)
-        if credential is None or credential.node != claims.node:
-            raise TokenInvalid("the credential behind this token was revoked")
-        consumer = snapshot.nodes.get(claims.node)
-        if consumer is None or not consumer.active:
-            raise TokenInvalid(f"node {claims.node} is disabled or not connected")
+        consumer = consumer_of(snapshot, claims)
         ex.consumer = consumer.code
 
         # 2. Resolve the provider and service.
@@ -253,20 +249,15 @@ class ExchangeHandler:
         raw_rest = b"/" + parts[4] if len(parts) > 4 else b"/"
         if not _CODE.match(provider_code):
             raise UnknownProvider("no provider named in the path")
-        provider = snapshot.nodes.get(provider_code)
-        if provider is None or not provider.active:
-            raise UnknownProvider(f"no connected provider {provider_code!r}")
-        ex.provider = provider.code
-        service = snapshot.services.get((provider.code, service_code))
-        if service is None or not service.enabled:
-            raise UnknownService(f"provider {provider.code} has no service {service_code!r}")
+        if provider_code in snapshot.nodes:
+            ex.provider = provider_code
+        service = resolve(snapshot, provider_code, service_code)
         ex.service = service.code
         rest = unquote(raw_rest.decode("latin-1"))
         ex.path_template = service.templates.template_for(rest)
 
         # 3. Authorise.
-        if (consumer.code, service.id) not in snapshot.grants:
-            raise NotGranted(f"{consumer.code} holds no grant for {provider.code}/{service.code}")
+        authorise(snapshot, consumer.code, service)
 
         # 4. Validate what is forwarded.
         method = ex.method

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hmac
 import logging
 import random
@@ -172,6 +173,14 @@ async def require_admin(request: Request, network: NetworkDep) -> None:
         raise AdminTokenInvalid("send 'Authorization: Bearer <nodes admin token>'")
 
 
+class WorldPublic(BaseModel):
+    roster: str
+    as_of: dt.date
+    population_size: int
+    seed: int
+    reference_date: dt.date
+
+
 class SampleCitizen(BaseModel):
     id_number: str
     full_name: str
@@ -286,6 +295,18 @@ def create_app(settings: NodesSettings | None = None) -> FastAPI:
         if code not in network.listeners:
             raise NotFound(f"no node {code!r}")
         return describe(network, code)
+
+    @app.get("/world", response_model=WorldPublic)
+    async def world_settings(network: NetworkDep) -> WorldPublic:
+        """What the network simulates: with these, a client rebuilds the same population."""
+        s = network.settings
+        return WorldPublic(
+            roster=s.roster,
+            as_of=s.effective_as_of(),
+            population_size=s.population_size,
+            seed=s.seed,
+            reference_date=s.reference_date,
+        )
 
     @app.get("/samples", response_model=Samples)
     async def samples(

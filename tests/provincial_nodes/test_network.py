@@ -20,6 +20,8 @@ async def test_registration_and_exchange_between_nodes(
     hub = sqlite_hub_factory()
     nodes = nodes_factory(hub)
     network = network_of(nodes)
+    world = (await client.get(f"{nodes.url}/world")).json()
+    assert (world["population_size"], world["seed"]) == (5000, 7)
     samples = (await client.get(f"{nodes.url}/samples", params={"n": 3})).json()
     assert len(samples["children_under_6"]) == 3
     assert all(c["age"] < 6 for c in samples["children_under_6"])
