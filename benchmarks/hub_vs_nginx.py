@@ -213,11 +213,23 @@ def main() -> None:
             base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
             env["NGSP_HUB_DATABASE_URL"] = f"{base}/{pg_db}"
         hub = subprocess.Popen(
-            [sys.executable, "-m", "national_hub", "hub", "--port", str(hub_port),
-             "--workers", str(args.workers), "--registry", str(registry(work, provider_url)),
-             "--log-level", "warning"],
-            env=env, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "national_hub",
+                "hub",
+                "--port",
+                str(hub_port),
+                "--workers",
+                str(args.workers),
+                "--registry",
+                str(registry(work, provider_url)),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
         procs.append(hub)
         hub_url = f"http://127.0.0.1:{hub_port}"
         wait_ready(f"{hub_url}/readyz")
@@ -238,9 +250,12 @@ def main() -> None:
             for name, (url, tok) in targets.items():
                 res = wrk(url, duration=args.duration, connections=args.connections, token=tok)
                 runs[name].append(res)
-                print(f"  run {r + 1} {name:5s} {res['rps']:9.0f} req/s  "
-                      f"p50 {res.get('p50_ms', 0):7.2f} ms  p99 {res.get('p99_ms', 0):7.2f} ms  "
-                      f"non-2xx {res['non_2xx']:.0f}", flush=True)  # fmt: skip
+                print(
+                    f"  run {r + 1} {name:5s} {res['rps']:9.0f} req/s  "
+                    f"p50 {res.get('p50_ms', 0):7.2f} ms  p99 {res.get('p99_ms', 0):7.2f} ms  "
+                    f"non-2xx {res['non_2xx']:.0f}",
+                    flush=True,
+                )
         median = {
             name: {k: statistics.median(run[k] for run in rs) for k in rs[0]}
             for name, rs in runs.items()
@@ -273,9 +288,11 @@ def main() -> None:
             "ledger_rows": ledger["transactions"],
         }
         print()
-        print(f"machine: {results['machine']}; database {args.database}, "
-              f"{args.workers} hub worker(s), wrk -t2 -c{args.connections} "
-              f"{args.duration}s x {args.repeats}")  # fmt: skip
+        print(
+            f"machine: {results['machine']}; database {args.database}, "
+            f"{args.workers} hub worker(s), wrk -t2 -c{args.connections} "
+            f"{args.duration}s x {args.repeats}"
+        )
         print(f"{'target':8s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s}")
         for name, m in median.items():
             print(f"{name:8s} {m['rps']:9.0f} {m['p50_ms']:8.2f} {m['p99_ms']:8.2f}")

@@ -126,9 +126,18 @@ def main() -> None:
             "NGSP_HUB_SIGNING_KEY": "reports-signing-key-0123456789abcdef",
         }
         hub = subprocess.Popen(
-            [sys.executable, "-m", "national_hub", "hub", "--port", str(port),
-             "--log-level", "warning"], env=env,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "national_hub",
+                "hub",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+        )
         base_url = f"http://127.0.0.1:{port}"
         for _ in range(300):
             try:

@@ -227,11 +227,55 @@ def nodes(
 
 
 @app.command()
+def gateway(
+    data_dir: DataDir = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8080).")] = None,
+    hub_url: Annotated[str | None, typer.Option(help="The hub to run dossiers through.")] = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="redis://... to share rate limits between replicas.")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the gateway: developer keys, procedures and dossiers."""
+    import uvicorn
+
+    from gateway.app import create_app as create_gateway_app
+    from gateway.settings import GatewaySettings
+
+    overrides: dict[str, Any] = {
+        "data_dir": data_dir,
+        "host": host,
+        "port": port,
+        "hub_url": hub_url,
+        "redis_url": redis_url,
+    }
+    try:
+        settings = GatewaySettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        typer.echo(f"ngsp: refusing to start: {reasons}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"gateway: http://{settings.host}:{settings.port} (hub {settings.hub_url})")
+    uvicorn.run(
+        create_gateway_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=log_level,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
 def up(
     data_dir: Annotated[
         Path, typer.Option("--data-dir", help="Where SQLite files and credentials.json live.")
     ] = Path("ngsp-data"),
     hub_port: Annotated[int, typer.Option(help="Hub port.")] = 8000,
+    gateway_port: Annotated[int, typer.Option(help="Gateway port.")] = 8080,
     nodes_port: Annotated[int, typer.Option(help="Nodes control port.")] = 8100,
     node_port_base: Annotated[int, typer.Option(help="First node port.")] = 8101,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Hub worker processes.")] = 1,
@@ -242,23 +286,57 @@ def up(
         str | None, typer.Option(help="Hub database (default: SQLite in the data dir).")
     ] = None,
 ) -> None:
-    """Start the whole simulated network: the hub, then every node; Ctrl-C stops it all."""
+    """Start the whole simulated network: hub, every node, gateway; Ctrl-C stops it all."""
     from national_hub.network import Service, run_network
 
     python = [sys.executable, "-m", "national_hub"]
     dd = ["--data-dir", str(data_dir)]
-    hub_cmd = [*python, "hub", *dd, "--port", str(hub_port), "--workers", str(workers),
-               "--log-level", "warning"]  # fmt: skip
+    hub_cmd = [
+        *python,
+        "hub",
+        *dd,
+        "--port",
+        str(hub_port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+    ]
     if database_url:
         hub_cmd += ["--database-url", database_url]
-    nodes_cmd = [*python, "nodes", *dd, "--port", str(nodes_port),
-                 "--node-port-base", str(node_port_base), "--roster", roster,
-                 "--hub-url", f"http://127.0.0.1:{hub_port}", "--population", str(population),
-                 "--log-level", "warning"]  # fmt: skip
+    nodes_cmd = [
+        *python,
+        "nodes",
+        *dd,
+        "--port",
+        str(nodes_port),
+        "--node-port-base",
+        str(node_port_base),
+        "--roster",
+        roster,
+        "--hub-url",
+        f"http://127.0.0.1:{hub_port}",
+        "--population",
+        str(population),
+        "--log-level",
+        "warning",
+    ]
     if as_of:
         nodes_cmd += ["--as-of", as_of]
+    gateway_cmd = [
+        *python,
+        "gateway",
+        *dd,
+        "--port",
+        str(gateway_port),
+        "--hub-url",
+        f"http://127.0.0.1:{hub_port}",
+        "--log-level",
+        "warning",
+    ]
     services = [
         Service("hub", hub_cmd, f"http://127.0.0.1:{hub_port}", "/readyz"),
         Service("nodes", nodes_cmd, f"http://127.0.0.1:{nodes_port}", "/healthz"),
+        Service("gateway", gateway_cmd, f"http://127.0.0.1:{gateway_port}", "/readyz"),
     ]
     raise typer.Exit(run_network(services, data_dir=data_dir))

@@ -8,13 +8,14 @@ lock up front) while readers keep plain deferred transactions and never block th
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, MetaData, event, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -22,7 +23,14 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-__all__ = ["Database", "is_sqlite", "run_migrations", "sqlite_path", "upgrade_database"]
+__all__ = [
+    "Database",
+    "alembic_env",
+    "is_sqlite",
+    "run_migrations",
+    "sqlite_path",
+    "upgrade_database",
+]
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -90,18 +98,22 @@ class Database:
             await self.reader.dispose()
 
 
-def _alembic_config(url: str) -> Config:
+def _alembic_config(url: str, location: Path = MIGRATIONS_DIR) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("script_location", str(location))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 
 
 def run_migrations(
-    connection: Connection, url: str, revision: str = "head", downgrade: bool = False
+    connection: Connection,
+    url: str,
+    revision: str = "head",
+    downgrade: bool = False,
+    location: Path = MIGRATIONS_DIR,
 ) -> None:
     """Move the schema to ``revision`` over an open connection (called through ``run_sync``)."""
-    cfg = _alembic_config(url)
+    cfg = _alembic_config(url, location)
     cfg.attributes["connection"] = connection
     if downgrade:
         command.downgrade(cfg, revision)
@@ -109,8 +121,55 @@ def run_migrations(
         command.upgrade(cfg, revision)
 
 
-async def upgrade_database(db: Database, revision: str = "head") -> None:
-    """Bring the database's schema to ``revision``."""
+async def upgrade_database(
+    db: Database, revision: str = "head", location: Path = MIGRATIONS_DIR
+) -> None:
+    """Bring the database's schema to ``revision`` (the hub's, or the service's at location)."""
     async with db.writer.connect() as conn:
-        await conn.run_sync(run_migrations, db.url, revision)
+        await conn.run_sync(run_migrations, db.url, revision, False, location)
         await conn.commit()
+
+
+def alembic_env(
+    metadata: MetaData, *, lock_id: int, version_table: str = "alembic_version"
+) -> None:
+    """The body of a service's Alembic ``env.py``: migrate over the given or a new connection.
+
+    Services run migrations themselves at start, over a connection they already hold
+    (``config.attributes["connection"]``); the ``alembic`` command line works too, with
+    ``-x url=...``. On PostgreSQL, replicas upgrading at once queue on an advisory lock.
+    """
+    from alembic import context
+
+    def do_run(connection: Connection) -> None:
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+            version_table=version_table,
+        )
+        with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                connection.execute(text(f"SELECT pg_advisory_xact_lock({lock_id})"))
+            context.run_migrations()
+
+    async def run_async(url: str) -> None:
+        engine = create_async_engine(url)
+        async with engine.connect() as conn:
+            await conn.run_sync(do_run)
+            await conn.commit()
+        await engine.dispose()
+
+    if context.is_offline_mode():
+        raise SystemExit("offline migrations are not supported; run against a database")
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        do_run(connection)
+        return
+    url = context.get_x_argument(as_dictionary=True).get("url") or context.config.get_main_option(
+        "sqlalchemy.url"
+    )
+    if not url:
+        raise SystemExit("no database URL: pass -x url=...")
+    asyncio.run(run_async(url))

@@ -9,14 +9,24 @@ from __future__ import annotations
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-__all__ = ["Catalogue", "CatalogueError", "Procedure", "Step", "load_catalogue"]
+__all__ = [
+    "PLACEHOLDER",
+    "ApplicantField",
+    "Catalogue",
+    "CatalogueError",
+    "Procedure",
+    "Step",
+    "load_catalogue",
+]
 
 PROCEDURE_CODE = re.compile(r"\d\.\d{6}\Z")
+#: ``{name}`` or ``{step.field}`` in a step's path or body.
+PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?)\}")
 DEFAULT_SAVING_VND = 30_500
 
 
@@ -24,8 +34,46 @@ class CatalogueError(ValueError):
     """A catalogue file that cannot be used, with the reason."""
 
 
+FieldKind = Literal[
+    "id_number",
+    "full_name",
+    "date",
+    "gender",
+    "text",
+    "tax_code",
+    "parcel_id",
+    "card_number",
+    "choice",
+]
+
+
+class ApplicantField(BaseModel):
+    """One field of the applicant data a procedure asks for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: FieldKind
+    required: bool = True
+    description: str = ""
+    #: The allowed values, for ``kind: choice``.
+    choices: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _choices(self) -> ApplicantField:
+        if (self.kind == "choice") != bool(self.choices):
+            raise ValueError("choices are given exactly for kind 'choice'")
+        return self
+
+
 class Step(BaseModel):
-    """One exchange of a procedure."""
+    """One exchange of a procedure.
+
+    ``path`` and the string values of ``body`` may name applicant fields (``{mother_id}``),
+    the dossier's province (``{province}`` the node code, ``{province_code}`` its two
+    digits) or a field of an earlier step's JSON answer (``{birth.child_id_number}``).
+    A body value that is one placeholder alone takes the value as it is (and a missing
+    optional field drops the key).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -34,6 +82,7 @@ class Step(BaseModel):
     service: str = Field(min_length=1, max_length=64)
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
     path: str = Field(pattern=r"^/")
+    body: dict[str, Any] | None = None
 
 
 class Procedure(BaseModel):
@@ -48,6 +97,7 @@ class Procedure(BaseModel):
     authority: str = ""
     saving_vnd: int = Field(default=DEFAULT_SAVING_VND, ge=0)
     level4: Literal["all", "none"] | tuple[str, ...] = "all"
+    applicant: dict[str, ApplicantField] = Field(default_factory=dict)
     steps: tuple[Step, ...] = Field(min_length=1)
 
     @field_validator("code")
@@ -58,10 +108,21 @@ class Procedure(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _unique_steps(self) -> Procedure:
+    def _steps_consistent(self) -> Procedure:
         ids = [s.id for s in self.steps]
         if len(set(ids)) != len(ids):
             raise ValueError(f"procedure {self.code} repeats a step id")
+        known = set(self.applicant) | {"province", "province_code"}
+        for position, step in enumerate(self.steps):
+            earlier = set(ids[:position])
+            texts = [step.path, *(v for v in (step.body or {}).values() if isinstance(v, str))]
+            for text in texts:
+                for name in PLACEHOLDER.findall(text):
+                    head = name.split(".", 1)[0]
+                    if name not in known and not ("." in name and head in earlier):
+                        raise ValueError(
+                            f"procedure {self.code} step {step.id}: unknown placeholder {{{name}}}"
+                        )
         return self
 
     @property

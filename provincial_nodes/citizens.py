@@ -108,10 +108,70 @@ HouseholdRole = Literal["head", "spouse", "child", "parent", "other"]
 # before the 2025 merger; the 34 merged provinces kept codes from this list). The CCCD
 # province part is "0" + one of these.
 _PROVINCE_NUMBERS = (
-    1, 2, 4, 6, 8, 10, 11, 12, 14, 15, 17, 19, 20, 22, 24, 25, 26, 27, 30, 31, 33, 34, 35, 36,
-    37, 38, 40, 42, 44, 45, 46, 48, 49, 51, 52, 54, 56, 58, 60, 62, 64, 66, 67, 68, 70, 72, 74,
-    75, 77, 79, 80, 82, 83, 84, 86, 87, 89, 91, 92, 93, 94, 95, 96,
-)  # fmt: skip
+    1,
+    2,
+    4,
+    6,
+    8,
+    10,
+    11,
+    12,
+    14,
+    15,
+    17,
+    19,
+    20,
+    22,
+    24,
+    25,
+    26,
+    27,
+    30,
+    31,
+    33,
+    34,
+    35,
+    36,
+    37,
+    38,
+    40,
+    42,
+    44,
+    45,
+    46,
+    48,
+    49,
+    51,
+    52,
+    54,
+    56,
+    58,
+    60,
+    62,
+    64,
+    66,
+    67,
+    68,
+    70,
+    72,
+    74,
+    75,
+    77,
+    79,
+    80,
+    82,
+    83,
+    84,
+    86,
+    87,
+    89,
+    91,
+    92,
+    93,
+    94,
+    95,
+    96,
+)
 PROVINCE_CODES: frozenset[str] = frozenset(f"{n:02d}" for n in _PROVINCE_NUMBERS)
 
 MAX_AGE = 100
@@ -119,15 +179,46 @@ MAX_AGE = 100
 # Percent of the population by 5-year age band, 0-4 through 80+, shaped on the 2019
 # census (under 15: 24.3%, 15-64: 68.0%, 65 and over: 7.7%); the bands are approximate.
 VIETNAM_2019_AGE_PYRAMID: tuple[float, ...] = (
-    7.9, 8.7, 7.7, 6.9, 7.2, 8.4, 8.5, 7.8, 7.3, 6.6, 6.0, 5.1, 4.2, 2.9, 1.8, 1.2, 1.8,
-)  # fmt: skip
+    7.9,
+    8.7,
+    7.7,
+    6.9,
+    7.2,
+    8.4,
+    8.5,
+    7.8,
+    7.3,
+    6.6,
+    6.0,
+    5.1,
+    4.2,
+    2.9,
+    1.8,
+    1.2,
+    1.8,
+)
 
 # Share of men in each band: the sex ratio at birth has been about 111 boys per 100 girls
 # for two decades, and women outlive men.
 _MALE_SHARE = (
-    0.526, 0.525, 0.521, 0.516, 0.508, 0.503, 0.502, 0.501, 0.500, 0.497, 0.490, 0.478,
-    0.467, 0.450, 0.430, 0.400, 0.340,
-)  # fmt: skip
+    0.526,
+    0.525,
+    0.521,
+    0.516,
+    0.508,
+    0.503,
+    0.502,
+    0.501,
+    0.500,
+    0.497,
+    0.490,
+    0.478,
+    0.467,
+    0.450,
+    0.430,
+    0.400,
+    0.340,
+)
 
 # Inside the open 80+ band, each year of age is this fraction of the one before, which
 # leaves about four in 100,000 people aged 100, as in Vietnam.
@@ -569,9 +660,17 @@ def _build_province(
         elder_from.append(elder_from[-1] + elders)
     hosts = couples - min(adult_rank[_FEMALE][_ELDER_HOST_MIN_WIFE_AGE], couples)
     province = _Province(
-        code, int(code), number, counts, adult_rank, couples,
-        (surplus_from[0], surplus_from[1]), tuple(elder_from), hosts, hubs,
-    )  # fmt: skip
+        code,
+        int(code),
+        number,
+        counts,
+        adult_rank,
+        couples,
+        (surplus_from[0], surplus_from[1]),
+        tuple(elder_from),
+        hosts,
+        hubs,
+    )
     child_slots = tuple(
         _make_slots(
             sum(province.dependants(age)),

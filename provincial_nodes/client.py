@@ -95,6 +95,21 @@ class HubClient:
                 self._expires = time.time() + float(body["expires_in"])
             return self._token
 
+    async def report_dossier(
+        self, dossier: str, procedure: str, outcome: str = "completed"
+    ) -> httpx.Response:
+        """Tell the hub a dossier this node ran has ended, so it counts the saving once."""
+        for attempt in range(2):
+            token = await self.token(refresh=attempt > 0)
+            resp = await self.http.post(
+                f"{self.hub_url}/dossiers/{dossier}/complete",
+                json={"procedure": procedure, "outcome": outcome},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            if resp.status_code != 401:
+                break
+        return resp
+
     async def call(
         self,
         provider: str,

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from tests.support.hub import HubFactory, hub_starter
+from tests.support.nodes import nodes_starter
+from tests.support.servers import ThreadServer
 
 POSTGRES_ADMIN_DSN = os.environ.get(
     "NGSP_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
@@ -94,5 +96,13 @@ def hub_factory(tmp_path: Path, database_url: str) -> Iterator[HubFactory]:
 def sqlite_hub_factory(tmp_path: Path) -> Iterator[HubFactory]:
     """Start real hubs on SQLite only, for tests about other packages."""
     start, stop = hub_starter(tmp_path / "data", f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}")
+    yield start
+    stop()
+
+
+@pytest.fixture
+def nodes_factory(tmp_path: Path) -> Iterator[Callable[..., ThreadServer]]:
+    """Start real nodes processes (all 97 nodes, 5,000 citizens) behind a given hub."""
+    start, stop = nodes_starter(tmp_path / "data")
     yield start
     stop()

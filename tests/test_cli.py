@@ -32,11 +32,26 @@ def test_up_starts_and_stops_cleanly(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "national_hub", "up", "--data-dir", str(data),
-             "--hub-port", str(hub_port), "--nodes-port", str(nodes_port),
-             "--node-port-base", "0", "--population", "2000"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "national_hub",
+                "up",
+                "--data-dir",
+                str(data),
+                "--hub-port",
+                str(hub_port),
+                "--nodes-port",
+                str(nodes_port),
+                "--node-port-base",
+                "0",
+                "--population",
+                "2000",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         _wait_for(lambda: "ngsp-sim is up" in log.read_text() or proc.poll() is not None, 120)
         output = log.read_text()
@@ -80,7 +95,10 @@ def test_hub_refuses_placeholder_secrets_in_production(tmp_path: Path) -> None:
     }
     result = subprocess.run(
         [sys.executable, "-m", "national_hub", "hub", "--port", str(free_port())],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "NGSP_HUB_ADMIN_TOKEN" in result.stderr + result.stdout

@@ -32,10 +32,27 @@ _FORMS = (
     ("Công ty hợp danh", 4),
 )
 _WORDS = (
-    "An Phát", "Bình Minh", "Đại Việt", "Hoàng Long", "Phú Thịnh", "Minh Anh", "Sao Mai",
-    "Thành Công", "Trường Sơn", "Việt Tiến", "Hồng Hà", "Tân Tiến", "Hải Đăng", "Kim Ngân",
-    "Phương Nam", "Đông Á", "Thái Bình Dương", "Hưng Thịnh", "Nam Việt", "Thiên Phúc",
-)  # fmt: skip
+    "An Phát",
+    "Bình Minh",
+    "Đại Việt",
+    "Hoàng Long",
+    "Phú Thịnh",
+    "Minh Anh",
+    "Sao Mai",
+    "Thành Công",
+    "Trường Sơn",
+    "Việt Tiến",
+    "Hồng Hà",
+    "Tân Tiến",
+    "Hải Đăng",
+    "Kim Ngân",
+    "Phương Nam",
+    "Đông Á",
+    "Thái Bình Dương",
+    "Hưng Thịnh",
+    "Nam Việt",
+    "Thiên Phúc",
+)
 _TRADES = (
     ("4663", "Bán buôn vật liệu, thiết bị lắp đặt khác trong xây dựng", "Xây dựng"),
     ("6201", "Lập trình máy vi tính", "Công nghệ"),

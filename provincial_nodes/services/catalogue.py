@@ -28,29 +28,48 @@ class ServiceSpec:
 
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
-        "DANCU", "population", "Citizens by ID number, households",
-        population.create_app, ("provinces", "ministries", "databases"),
+        "DANCU",
+        "population",
+        "Citizens by ID number, households",
+        population.create_app,
+        ("provinces", "ministries", "databases"),
     ),
     ServiceSpec(
-        "HOTICH", "civil-status", "Birth registration and birth records",
-        civil_status.create_app, ("provinces", "ministries"),
+        "HOTICH",
+        "civil-status",
+        "Birth registration and birth records",
+        civil_status.create_app,
+        ("provinces", "ministries"),
     ),
     ServiceSpec(
-        "BAOHIEM", "health-insurance", "Health-insurance cards: issue, lookup, reissue",
-        insurance.create_app, ("provinces", "ministries"),
+        "BAOHIEM",
+        "health-insurance",
+        "Health-insurance cards: issue, lookup, reissue",
+        insurance.create_app,
+        ("provinces", "ministries"),
     ),
     ServiceSpec(
-        "DATDAI", "land", "Land parcels by id", land.create_app, ("provinces", "ministries"),
+        "DATDAI",
+        "land",
+        "Land parcels by id",
+        land.create_app,
+        ("provinces", "ministries"),
     ),
     ServiceSpec(
-        "DOANHNGHIEP", "business-registry", "Enterprises by tax code",
-        business.create_app, ("provinces", "ministries"),
+        "DOANHNGHIEP",
+        "business-registry",
+        "Enterprises by tax code",
+        business.create_app,
+        ("provinces", "ministries"),
     ),
     ServiceSpec(
-        PROVINCE, "one-stop", "Permanent residence registration, dossier status",
-        one_stop.create_app, ("self",),
+        PROVINCE,
+        "one-stop",
+        "Permanent residence registration, dossier status",
+        one_stop.create_app,
+        ("self",),
     ),
-)  # fmt: skip
+)
 
 
 def service_apps(world: World) -> dict[str, FastAPI]:

@@ -21,8 +21,19 @@ def test_registry_change_reaches_every_worker(tmp_path: Path, database_url: str)
     with serve(create_provider()) as provider:
         registry = registry_file(tmp_path / "registry.yaml", provider.url)
         hub = ChildProcess(
-            python_cmd("-m", "national_hub", "hub", "--port", str(port), "--workers", "2",
-                       "--registry", str(registry), "--log-level", "warning"),
+            python_cmd(
+                "-m",
+                "national_hub",
+                "hub",
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+                "--registry",
+                str(registry),
+                "--log-level",
+                "warning",
+            ),
             env={
                 "NGSP_HUB_DATABASE_URL": database_url,
                 "NGSP_HUB_DATA_DIR": str(tmp_path / "data"),
@@ -30,7 +41,7 @@ def test_registry_change_reaches_every_worker(tmp_path: Path, database_url: str)
                 "NGSP_HUB_SIGNING_KEY": "workers-signing-key-0123456789abcdef",
             },
             log=tmp_path / "hub.log",
-        ).start()  # fmt: skip
+        ).start()
         try:
             wait_http(f"{url}/readyz", proc=hub.proc)
             admin = {"Authorization": f"Bearer {ADMIN}"}
@@ -44,9 +55,14 @@ def test_registry_change_reaches_every_worker(tmp_path: Path, database_url: str)
                     ).status_code
 
             with httpx.Client(timeout=10) as client:
-                token = client.post(f"{url}/token", data={
-                    "grant_type": "client_credentials", "client_id": "cons-crash",
-                    "client_secret": SECRET}).json()["access_token"]  # fmt: skip
+                token = client.post(
+                    f"{url}/token",
+                    data={
+                        "grant_type": "client_credentials",
+                        "client_id": "cons-crash",
+                        "client_secret": SECRET,
+                    },
+                ).json()["access_token"]
                 statuses = {fresh_get("/exchange/PROV/svc/echo", token) for _ in range(30)}
                 assert statuses == {200}
                 grants = client.get(f"{url}/admin/grants", headers=admin).json()["items"]

@@ -1,22 +1,21 @@
-"""Fixtures for the simulated nodes: a small world, and a real network behind a real hub."""
+"""Fixtures for the simulated nodes: a small world."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from provincial_nodes.app import create_app as create_nodes_app
 from provincial_nodes.citizens import Citizen
 from provincial_nodes.roster import load_roster
-from provincial_nodes.settings import NodesSettings
 from provincial_nodes.state import NodeState
 from provincial_nodes.world import World, build_population
-from tests.support.servers import ThreadServer
+from tests.support.nodes import network_of
+
+__all__ = ["adult_man", "adult_woman", "network_of"]
 
 REFERENCE = dt.date(2026, 1, 1)
 
@@ -45,40 +44,6 @@ def adult_man(world: World) -> Citizen:
     return next(
         c for c in world.population.iter_citizens() if c.gender == "male" and c.age(today) >= 25
     )
-
-
-def nodes_settings(data_dir: Path, hub: Any, **overrides: Any) -> NodesSettings:
-    values: dict[str, Any] = {
-        "data_dir": data_dir,
-        "port": 0,
-        "node_port_base": 0,
-        "hub_url": hub.url,
-        "hub_admin_token": hub.admin_token,
-        "population_size": 5000,
-        "seed": 7,
-        "admin_token": "nodes-admin-token-0123456789",
-    }
-    values.update(overrides)
-    return NodesSettings(**values)
-
-
-@pytest.fixture
-def nodes_factory(tmp_path: Path) -> Iterator[Any]:
-    started: list[ThreadServer] = []
-
-    def start(hub: Any, **overrides: Any) -> ThreadServer:
-        settings = nodes_settings(tmp_path / "data", hub, **overrides)
-        server = ThreadServer(create_nodes_app(settings)).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
-def network_of(server: ThreadServer) -> Any:
-    return server.server.config.app.state.network
 
 
 @pytest.fixture

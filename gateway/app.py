@@ -1,0 +1,78 @@
+"""The gateway's app factory."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from sqlalchemy import text
+
+from gateway import admin, api
+from gateway.auth import RuntimeDep
+from gateway.runtime import open_runtime
+from gateway.settings import GatewaySettings
+from national_hub.errors import NotReady, install_error_handlers
+
+__all__ = ["create_app", "create_app_from_env"]
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    """Build the gateway: procedures, dossiers, level-4 statistics, keys, health."""
+    settings = settings or GatewaySettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(settings) as runtime:
+            app.state.runtime = runtime
+            yield
+
+    app = FastAPI(
+        title="NGSP gateway (simulated National Public Service Portal)",
+        version="1.0.0",
+        description=(
+            "Apps submit administrative procedures as dossiers; the gateway runs each "
+            "procedure's exchanges through the hub as the receiving province. Send your "
+            "API key as `X-API-Key`. Errors are application/problem+json with a `code`."
+        ),
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def ratelimit_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        headers: dict[str, str] | None = getattr(request.state, "ratelimit_headers", None)
+        if headers:
+            for name, value in headers.items():
+                response.headers.setdefault(name, value)
+        return response
+
+    app.include_router(api.router)
+    app.include_router(admin.router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(runtime: RuntimeDep) -> dict[str, Any]:
+        """The database and the rate-limit store answer; 503 otherwise."""
+        try:
+            async with runtime.db.reader.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            raise NotReady(f"the database does not answer: {type(exc).__name__}") from None
+        if not await runtime.limiter.ping():
+            raise NotReady("the rate-limit store does not answer")
+        return {"status": "ready", "limits": "redis" if settings.redis_url else "memory"}
+
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory``: settings from the environment."""
+    return create_app(GatewaySettings())

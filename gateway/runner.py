@@ -1,0 +1,396 @@
+"""Running dossiers: each step an exchange through the hub, as the receiving province.
+
+Progress is written before and after every step, so a gateway that stops (or crashes)
+can pick each unfinished dossier up again: steps done are kept, steps not started run,
+and a step that was under way when the gateway stopped is run again only if it is a
+read (GET); a write whose outcome is unknown fails the dossier explicitly instead of
+risking a second birth registration or a second card.
+
+A dossier that ends is reported to the hub (``POST /dossiers/{id}/complete``), which
+counts a completed procedure's saving once; a report the hub did not take is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import select, update
+
+from gateway.models import Dossier, DossierStep
+from gateway.steps import MissingValue, render_step
+from national_hub.db import Database
+from national_hub.procedures import Catalogue
+from provincial_nodes.client import HubClient, TokenError
+
+__all__ = ["DossierRunner", "ProvinceClients"]
+
+log = logging.getLogger("ngsp.gateway.runner")
+
+#: Outcomes a step records, as the hub's ledger names them.
+_HUB_OUTCOMES = {
+    "missing_token": "unauthorized",
+    "invalid_token": "unauthorized",
+    "not_granted": "forbidden",
+    "unknown_provider": "not_found",
+    "unknown_service": "not_found",
+    "payload_too_large": "too_large",
+    "provider_timeout": "timeout",
+    "provider_unavailable": "unavailable",
+    "provider_bad_response": "provider_error",
+}
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class ProvinceClients:
+    """One hub client per province, with the credentials ``ngsp up`` wrote."""
+
+    def __init__(self, hub_url: str, credentials: Path, *, timeout: float) -> None:
+        self.hub_url = hub_url
+        self.credentials = credentials
+        self.http = httpx.AsyncClient(
+            timeout=timeout, limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        )
+        self._clients: dict[str, HubClient] = {}
+
+    def has(self, province: str) -> bool:
+        return self.get(province) is not None
+
+    def get(self, province: str) -> HubClient | None:
+        client = self._clients.get(province)
+        if client is None:
+            try:
+                client = HubClient.from_credentials(self.credentials, province, http=self.http)
+            except (KeyError, OSError):
+                return None
+            client.hub_url = self.hub_url
+            self._clients[province] = client
+        return client
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+class DossierRunner:
+    """Runs dossiers to their end and reports them to the hub."""
+
+    def __init__(
+        self,
+        db: Database,
+        catalogue: Catalogue,
+        clients: ProvinceClients,
+        *,
+        on_finished: Callable[[Dossier], Awaitable[None]] | None = None,
+    ) -> None:
+        self.db = db
+        self.catalogue = catalogue
+        self.clients = clients
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._on_finished = on_finished
+        self._closing = False
+
+    # -- scheduling ------------------------------------------------------------------
+
+    def start(self, dossier_id: str) -> asyncio.Task[None]:
+        """Run a dossier in the background (once: a second start returns the same task)."""
+        task = self._tasks.get(dossier_id)
+        if task is None or task.done():
+            task = asyncio.create_task(self.run(dossier_id), name=f"dossier-{dossier_id}")
+            self._tasks[dossier_id] = task
+            task.add_done_callback(self._forget)
+        return task
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        for dossier_id, running in list(self._tasks.items()):
+            if running is task:
+                del self._tasks[dossier_id]
+
+    async def resume_unfinished(self) -> int:
+        """Start every dossier a previous run left accepted or running."""
+        async with self.db.read_session() as session:
+            ids = (
+                await session.scalars(
+                    select(Dossier.id).where(Dossier.status.in_(("accepted", "running")))
+                )
+            ).all()
+        for dossier_id in ids:
+            self.start(dossier_id)
+        return len(ids)
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Let running dossiers finish for a moment, then stop them (they resume later)."""
+        self._closing = True
+        tasks = list(self._tasks.values())
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    # -- running ---------------------------------------------------------------------
+
+    async def run(self, dossier_id: str) -> None:
+        """Run (or resume) a dossier until it completes or fails."""
+        async with self.db.read_session() as session:
+            dossier = await session.get(Dossier, dossier_id)
+            if dossier is None or dossier.status in ("completed", "failed"):
+                return
+            done = {
+                s.step_id: s
+                for s in (
+                    await session.scalars(
+                        select(DossierStep).where(DossierStep.dossier_id == dossier_id)
+                    )
+                ).all()
+            }
+        procedure = self.catalogue.get(dossier.procedure)
+        if procedure is None:
+            await self._finish(dossier_id, "failed", f"procedure {dossier.procedure} is gone")
+            return
+        await self._set_status(dossier_id, "running")
+        client = self.clients.get(dossier.province)
+        if client is None:
+            await self._finish(dossier_id, "failed", f"no credentials for {dossier.province}")
+            return
+        values: dict[str, str] = orjson.loads(dossier.applicant)
+        outputs: dict[str, Any] = {}
+        for position, step in enumerate(procedure.steps):
+            previous = done.get(step.id)
+            if previous is not None and previous.status == "ok":
+                outputs[step.id] = orjson.loads(previous.output) if previous.output else None
+                continue
+            if previous is not None and previous.status == "failed":
+                await self._finish(dossier_id, "failed", previous.error_detail or "step failed")
+                return
+            if previous is not None and previous.status == "started" and step.method != "GET":
+                await self._record(
+                    dossier_id,
+                    step.id,
+                    "failed",
+                    error_code="interrupted",
+                    detail="the gateway stopped during this step; its outcome is unknown",
+                )
+                await self._finish(
+                    dossier_id,
+                    "failed",
+                    f"step {step.id} was interrupted when the gateway stopped; "
+                    "its outcome is unknown, so the dossier was not continued",
+                )
+                return
+            try:
+                rendered = render_step(
+                    step, values=values, outputs=outputs, province=dossier.province
+                )
+            except MissingValue as exc:
+                await self._finish(
+                    dossier_id, "failed", f"step {step.id}: no value for {{{exc.args[0]}}}"
+                )
+                return
+            await self._begin(dossier_id, position, rendered.id, rendered)
+            ok, output = await self._call(dossier_id, procedure.code, client, rendered)
+            if not ok:
+                async with self.db.read_session() as session:
+                    row = await session.get(DossierStep, (dossier_id, step.id))
+                detail = row.error_detail if row is not None else None
+                await self._finish(
+                    dossier_id,
+                    "failed",
+                    f"step {step.id} ({rendered.provider}/{rendered.service}) failed: {detail}",
+                )
+                return
+            outputs[step.id] = output
+        await self._finish(dossier_id, "completed", None, saving=procedure.saving_vnd)
+
+    async def _call(
+        self, dossier_id: str, procedure: str, client: HubClient, step: Any
+    ) -> tuple[bool, Any]:
+        try:
+            resp = await client.call(
+                step.provider,
+                step.service,
+                step.method,
+                step.path,
+                json=step.body,
+                procedure=procedure,
+                dossier=dossier_id,
+            )
+        except TokenError as exc:
+            await self._record(
+                dossier_id, step.id, "failed", error_code="token_refused", detail=str(exc)[:500]
+            )
+            return False, None
+        except httpx.TransportError as exc:
+            await self._record(
+                dossier_id,
+                step.id,
+                "failed",
+                error_code="hub_unreachable",
+                detail=f"the hub did not answer: {type(exc).__name__}",
+            )
+            return False, None
+        txid = resp.headers.get("x-transaction-id")
+        body: Any = None
+        if resp.headers.get("content-type", "").split(";")[0].endswith("json"):
+            with contextlib.suppress(orjson.JSONDecodeError):
+                body = orjson.loads(resp.content)
+        if 200 <= resp.status_code < 300:
+            await self._record(
+                dossier_id,
+                step.id,
+                "ok",
+                http_status=resp.status_code,
+                outcome="ok",
+                txid=txid,
+                output=resp.content,
+            )
+            return True, body
+        code = body.get("code") if isinstance(body, dict) else None
+        detail = body.get("detail") if isinstance(body, dict) else None
+        outcome = _HUB_OUTCOMES.get(
+            str(code), "provider_error" if resp.status_code >= 500 else "client_error"
+        )
+        await self._record(
+            dossier_id,
+            step.id,
+            "failed",
+            http_status=resp.status_code,
+            outcome=outcome,
+            txid=txid,
+            error_code=code,
+            detail=f"{resp.status_code} {code}: {detail}"[:1000],
+        )
+        return False, None
+
+    # -- persistence -----------------------------------------------------------------
+
+    async def _begin(self, dossier_id: str, position: int, step_id: str, step: Any) -> None:
+        async with self.db.write_session() as session:
+            existing = await session.get(DossierStep, (dossier_id, step_id))
+            if existing is None:
+                session.add(
+                    DossierStep(
+                        dossier_id=dossier_id,
+                        step_id=step_id,
+                        position=position,
+                        provider=step.provider,
+                        service=step.service,
+                        method=step.method,
+                        status="started",
+                        started_at=_now(),
+                    )
+                )
+            else:
+                existing.status = "started"
+                existing.started_at = _now()
+            await session.commit()
+
+    async def _record(
+        self,
+        dossier_id: str,
+        step_id: str,
+        status: str,
+        *,
+        http_status: int | None = None,
+        outcome: str | None = None,
+        txid: str | None = None,
+        error_code: str | None = None,
+        detail: str | None = None,
+        output: bytes | None = None,
+    ) -> None:
+        async with self.db.write_session() as session:
+            await session.execute(
+                update(DossierStep)
+                .where(DossierStep.dossier_id == dossier_id, DossierStep.step_id == step_id)
+                .values(
+                    status=status,
+                    http_status=http_status,
+                    outcome=outcome,
+                    transaction_id=txid,
+                    error_code=error_code,
+                    error_detail=detail,
+                    output=output.decode("utf-8", "replace") if output else None,
+                    finished_at=_now(),
+                )
+            )
+            await session.commit()
+
+    async def _set_status(self, dossier_id: str, status: str) -> None:
+        async with self.db.write_session() as session:
+            await session.execute(
+                update(Dossier)
+                .where(Dossier.id == dossier_id)
+                .values(status=status, updated_at=_now())
+            )
+            await session.commit()
+
+    async def _finish(
+        self, dossier_id: str, status: str, reason: str | None, *, saving: int = 0
+    ) -> None:
+        now = _now()
+        async with self.db.write_session() as session:
+            await session.execute(
+                update(Dossier)
+                .where(Dossier.id == dossier_id)
+                .values(
+                    status=status,
+                    reason=reason,
+                    saving_vnd=saving,
+                    updated_at=now,
+                    finished_at=now,
+                )
+            )
+            await session.commit()
+        await self.report(dossier_id)
+
+    async def report(self, dossier_id: str) -> bool:
+        """Report a finished dossier to the hub; True once the hub has it."""
+        async with self.db.read_session() as session:
+            dossier = await session.get(Dossier, dossier_id)
+        if dossier is None or dossier.hub_reported or dossier.status not in ("completed", "failed"):
+            return dossier is not None and dossier.hub_reported
+        client = self.clients.get(dossier.province)
+        if client is None:
+            return False
+        try:
+            resp = await client.report_dossier(dossier.id, dossier.procedure, dossier.status)
+        except (httpx.TransportError, TokenError) as exc:
+            log.warning("dossier %s not reported to the hub yet: %s", dossier.id, exc)
+            return False
+        if resp.status_code not in (200, 201):
+            log.warning("hub refused the report of %s: %s", dossier.id, resp.status_code)
+            return False
+        async with self.db.write_session() as session:
+            await session.execute(
+                update(Dossier).where(Dossier.id == dossier.id).values(hub_reported=True)
+            )
+            await session.commit()
+        if self._on_finished is not None:
+            await self._on_finished(dossier)
+        return True
+
+    async def report_pending(self) -> int:
+        """Retry every finished dossier the hub has not taken yet."""
+        async with self.db.read_session() as session:
+            ids = (
+                await session.scalars(
+                    select(Dossier.id).where(
+                        Dossier.status.in_(("completed", "failed")), Dossier.hub_reported.is_(False)
+                    )
+                )
+            ).all()
+        reported = 0
+        for dossier_id in ids:
+            reported += await self.report(dossier_id)
+        return reported
