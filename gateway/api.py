@@ -217,6 +217,7 @@ async def submit_dossier(
         if existing is None:
             raise
         return await _repeat(runtime, existing, digest)
+    runtime.metrics.submitted.labels(procedure.code, province).inc()
     location = {"Location": f"/dossiers/{dossier.id}"}
     if background:
         runtime.runner.start(dossier.id)

@@ -14,6 +14,7 @@ from gateway.auth import RuntimeDep
 from gateway.runtime import open_runtime
 from gateway.settings import GatewaySettings
 from national_hub.errors import NotReady, install_error_handlers
+from national_hub.metrics import CONTENT_TYPE_LATEST, render
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -53,6 +54,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     app.include_router(api.router)
     app.include_router(admin.router)
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus metrics"}},
+    )
+    async def metrics(runtime: RuntimeDep) -> Response:
+        """Prometheus metrics."""
+        return Response(render(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

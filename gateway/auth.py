@@ -64,6 +64,7 @@ async def require_key(request: Request, runtime: RuntimeDep) -> ApiKey:
     decision = await runtime.limiter.hit(key.id, key.rate_limit_per_minute, key.daily_quota)
     request.state.ratelimit_headers = decision.headers()
     if not decision.allowed:
+        runtime.metrics.rate_limited.labels(str(key.id), decision.exceeded or "rate").inc()
         if decision.exceeded == "quota":
             raise RateLimited(
                 f"daily quota of {key.daily_quota} requests used; it resets in "

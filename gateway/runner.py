@@ -24,6 +24,7 @@ import httpx
 import orjson
 from sqlalchemy import select, update
 
+from gateway.metrics import GatewayMetrics
 from gateway.models import Dossier, DossierStep
 from gateway.steps import MissingValue, render_step
 from national_hub.db import Database
@@ -91,7 +92,9 @@ class DossierRunner:
         clients: ProvinceClients,
         *,
         on_finished: Callable[[Dossier], Awaitable[None]] | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.db = db
         self.catalogue = catalogue
         self.clients = clients
@@ -352,6 +355,14 @@ class DossierRunner:
                 )
             )
             await session.commit()
+            dossier = await session.get(Dossier, dossier_id)
+        if self.metrics is not None and dossier is not None:
+            self.metrics.finished.labels(dossier.procedure, dossier.province, status).inc()
+            created = dossier.created_at
+            if created.tzinfo is None:
+                created = created.replace(tzinfo=dt.UTC)
+            elapsed = (now - created).total_seconds()
+            self.metrics.duration.labels(dossier.procedure).observe(max(0.0, elapsed))
         await self.report(dossier_id)
 
     async def report(self, dossier_id: str) -> bool:

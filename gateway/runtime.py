@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gateway.keys import find_key, hash_key, new_key
 from gateway.level4 import Level4Model, load_level4
+from gateway.metrics import GatewayMetrics
 from gateway.models import ApiKey
 from gateway.ratelimits import KeyLimiter
 from gateway.runner import DossierRunner, ProvinceClients
@@ -40,6 +41,7 @@ class GatewayRuntime:
     clients: ProvinceClients
     runner: DossierRunner
     admin_token: str
+    metrics: GatewayMetrics
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -91,17 +93,22 @@ async def open_runtime(settings: GatewaySettings) -> AsyncIterator[GatewayRuntim
     try:
         await upgrade_database(db, location=MIGRATIONS)
         catalogue = load_catalogue(settings.procedures_file)
-        runner = DossierRunner(db, catalogue, clients)
+        metrics = GatewayMetrics()
+        runner = DossierRunner(db, catalogue, clients, metrics=metrics)
+        roster = load_roster("roster-2020")
+        level4 = load_level4(settings.level4_file)
+        metrics.set_level4(level4, {node.code: node.kind for node in roster})
         runtime = GatewayRuntime(
             settings=settings,
             db=db,
             limiter=limiter,
             catalogue=catalogue,
-            level4=load_level4(settings.level4_file),
-            roster=load_roster("roster-2020"),
+            level4=level4,
+            roster=roster,
             clients=clients,
             runner=runner,
             admin_token=_admin_token(settings, credentials),
+            metrics=metrics,
         )
         if settings.environment == "development":
             section = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -109,6 +110,12 @@ def run_hub(settings: HubSettings, *, workers: int = 1, log_level: str = "warnin
     }
     if workers > 1:
         os.environ.update(settings_env(worker_settings))
+        # Workers write their metrics to files that /metrics merges (prometheus-client's
+        # multiprocess mode); a fresh directory per start, so no dead worker's counts linger.
+        metrics_dir = settings.data_dir / f"metrics-{settings.port}"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir.resolve())
         uvicorn.run("national_hub.app:create_app_from_env", factory=True, workers=workers, **common)
     else:
         from national_hub.app import create_app

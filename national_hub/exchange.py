@@ -116,6 +116,26 @@ class MethodNotAllowed(ProblemError):
     title = "Method not allowed"
 
 
+_AUTH_REFUSALS = frozenset({"missing_token", "invalid_token", "not_granted"})
+
+
+def _observe(runtime: Runtime, ex: _Exchange, outcome: str, response_bytes: int) -> None:
+    """Count an exchange in the metrics, with labels only from the registry."""
+    provider_seconds = None
+    if ex.forwarded_at is not None and ex.provider_responded_at is not None:
+        provider_seconds = (ex.provider_responded_at - ex.forwarded_at) / 1e6
+    runtime.metrics.exchange(
+        consumer=ex.consumer or "none",
+        provider=ex.provider or "unknown",
+        service=ex.service or "unknown",
+        outcome=outcome,
+        total_seconds=(_now_us() - ex.requested_at) / 1e6,
+        provider_seconds=provider_seconds,
+        request_bytes=ex.request_bytes,
+        response_bytes=response_bytes,
+    )
+
+
 def _now_us() -> int:
     return time.time_ns() // 1000
 
@@ -216,6 +236,7 @@ class ExchangeHandler:
             unrecorded = LedgerUnavailableError("the exchange could not be recorded; retry it")
             await self._send_problem(ex, unrecorded, scope, send)
             return
+        _observe(runtime, ex, outcome, len(body))
         out_headers.append((b"x-transaction-id", ex.txid.encode()))
         out_headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": out_headers})
@@ -401,6 +422,9 @@ class ExchangeHandler:
             await runtime.ledger.record(ex.row(err.status, outcome, len(body)))
         except LedgerUnavailable:
             log.warning("refusal %s not recorded: ledger unavailable", ex.txid)
+        _observe(runtime, ex, outcome, len(body))
+        if err.code in _AUTH_REFUSALS:
+            runtime.metrics.auth_failures.labels(err.code).inc()
         await self._send_problem(ex, err, scope, send, body)
 
     async def _send_problem(

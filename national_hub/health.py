@@ -1,16 +1,27 @@
-"""Liveness and readiness."""
+"""Liveness, readiness and metrics."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from sqlalchemy import text
 
 from national_hub.auth import RuntimeDep
 from national_hub.errors import NotReady
+from national_hub.metrics import CONTENT_TYPE_LATEST, render
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["health"])
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus metrics"}},
+)
+async def metrics(runtime: RuntimeDep) -> Response:
+    """Prometheus metrics (every worker's, when several run)."""
+    return Response(render(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz")

@@ -22,7 +22,7 @@ import os
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -495,7 +495,12 @@ class LedgerWriter:
         retry_delay: float = 0.2,
         sqlite_file: Path | None = None,
         sqlite_synchronous: str = "FULL",
+        on_group: Callable[[int, float, int], None] | None = None,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
+        #: Told the size, commit time and remaining queue of each group (for metrics).
+        self._on_group = on_group
+        self._on_failure = on_failure
         self._store: _Store
         if sqlite_file is not None:
             self._store = _SqliteStore(
@@ -522,6 +527,8 @@ class LedgerWriter:
         max_group: int = 2000,
         stats_offset_minutes: int = 420,
         sqlite_synchronous: str = "FULL",
+        on_group: Callable[[int, float, int], None] | None = None,
+        on_failure: Callable[[], None] | None = None,
     ) -> LedgerWriter:
         """The writer suited to the database: one-hop SQLite writes, or SQLAlchemy."""
         sqlite_file = None
@@ -533,6 +540,8 @@ class LedgerWriter:
             stats_offset_minutes=stats_offset_minutes,
             sqlite_file=sqlite_file,
             sqlite_synchronous=sqlite_synchronous,
+            on_group=on_group,
+            on_failure=on_failure,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -610,6 +619,8 @@ class LedgerWriter:
                 break
             except Exception as exc:
                 self.stats.failures += 1
+                if self._on_failure is not None:
+                    self._on_failure()
                 log.error(
                     "ledger group of %d failed (attempt %d): %s", len(group), attempt + 1, exc
                 )
@@ -624,6 +635,8 @@ class LedgerWriter:
         self.stats.rows += len(rows)
         self.stats.last_group_size = len(group)
         self.stats.last_commit_seconds = time.perf_counter() - started
+        if self._on_group is not None:
+            self._on_group(len(group), self.stats.last_commit_seconds, len(self._pending))
         dossier_results = iter(results)
         for item, future in group:
             result = next(dossier_results) if isinstance(item, DossierReport) else None

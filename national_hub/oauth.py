@@ -82,6 +82,7 @@ async def issue_token(request: Request, runtime: RuntimeDep) -> Response:
     try:
         return await _issue(request, runtime)
     except OAuthError as err:
+        runtime.metrics.auth_failures.labels(err.code).inc()
         return _oauth_response(err)
 
 
@@ -144,6 +145,7 @@ async def _issue(request: Request, runtime: RuntimeDep) -> Response:
             status=401,
         )
     token = runtime.tokens.issue(node=node.code, client_id=client_id)
+    runtime.metrics.tokens.labels(node.code).inc()
     payload = TokenResponse(
         access_token=token, expires_in=runtime.tokens.ttl_seconds, scope=TOKEN_SCOPE
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ import aiohttp
 from national_hub.credentials import CredentialsFile
 from national_hub.db import Database, upgrade_database
 from national_hub.ledger import LedgerWriter
+from national_hub.metrics import HubMetrics
+from national_hub.monitor import probe_nodes, refresh_stats
 from national_hub.procedures import Catalogue, load_catalogue
 from national_hub.registry import RegistryCache, SharedGeneration
 from national_hub.settings import HubSettings
@@ -30,6 +33,7 @@ class Runtime:
     upstream_timeout: aiohttp.ClientTimeout
     catalogue: Catalogue
     credentials: CredentialsFile | None
+    metrics: HubMetrics
 
 
 @contextlib.asynccontextmanager
@@ -37,6 +41,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
     """Connect, migrate, load the registry and start the ledger writer; undo on exit."""
     settings = settings.resolved()
     catalogue = load_catalogue(settings.procedures_file)
+    metrics = HubMetrics(known_procedures=catalogue.codes)
     db = Database.connect(settings.sqlalchemy_url, sqlite_synchronous=settings.sqlite_synchronous)
     try:
         if settings.auto_migrate:
@@ -51,6 +56,8 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
             max_group=settings.ledger_max_group,
             stats_offset_minutes=settings.stats_utc_offset_minutes,
             sqlite_synchronous=settings.sqlite_synchronous,
+            on_group=metrics.ledger_group_committed,
+            on_failure=metrics.ledger_failures.inc,
         )
         await ledger.start()
         connector = aiohttp.TCPConnector(
@@ -79,10 +86,31 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
             upstream_timeout=aiohttp.ClientTimeout(total=settings.provider_timeout_seconds),
             catalogue=catalogue,
             credentials=credentials,
+            metrics=metrics,
         )
+        monitors = [
+            asyncio.create_task(
+                probe_nodes(registry, http, metrics, interval=settings.probe_interval_seconds),
+                name="node-probes",
+            ),
+            asyncio.create_task(
+                refresh_stats(
+                    db.read_session,
+                    metrics,
+                    offset_minutes=settings.stats_utc_offset_minutes,
+                    interval=settings.stats_refresh_seconds,
+                ),
+                name="stats-gauges",
+            ),
+        ]
         try:
             yield runtime
         finally:
+            for task in monitors:
+                task.cancel()
+            for task in monitors:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await ledger.stop()
             await http.close()
             await registry.stop()

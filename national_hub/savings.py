@@ -65,6 +65,11 @@ async def complete_dossier(
         result = await runtime.ledger.report_dossier(report)
     except LedgerUnavailable:
         raise LedgerUnavailableError("the report could not be recorded; retry it") from None
+    if result.created:
+        runtime.metrics.dossiers.labels(procedure.code, data.outcome).inc()
+        if data.outcome == "completed":
+            runtime.metrics.procedures.labels(procedure.code).inc()
+            runtime.metrics.vnd_saved.labels(procedure.code).inc(result.saving_vnd)
     if not result.created:
         same = (result.node, result.procedure, result.outcome) == (
             node.code,

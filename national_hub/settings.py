@@ -53,6 +53,11 @@ class HubSettings(BaseSettings):
     #: Minutes east of UTC that define a statistics day (Vietnam: UTC+7).
     stats_utc_offset_minutes: int = Field(default=420, ge=-720, le=840)
 
+    #: How often the hub probes every connected node's /healthz.
+    probe_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
+    #: How often the statistics gauges are read from the rollups.
+    stats_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)
+
     procedures_file: Path | None = None
     registry_file: Path | None = None
     auto_migrate: bool = True

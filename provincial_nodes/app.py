@@ -23,9 +23,11 @@ from pydantic import BaseModel
 
 from national_hub.credentials import CredentialsFile, read_credentials
 from national_hub.errors import AdminTokenInvalid, NotFound, install_error_handlers
+from national_hub.metrics import CONTENT_TYPE_LATEST, render
 from provincial_nodes.citizens import Citizen
 from provincial_nodes.faults import FaultBook, FaultSpec
 from provincial_nodes.listeners import ASGIApp, NodeApp, NodeListener
+from provincial_nodes.metrics import NodesMetrics
 from provincial_nodes.registration import register, registry_document
 from provincial_nodes.roster import Roster, load_roster
 from provincial_nodes.services.business import sample_tax_codes
@@ -52,6 +54,11 @@ class Network:
     listeners: dict[str, NodeListener]
     services: dict[str, list[str]]
     admin_token: str
+    metrics: NodesMetrics
+
+    def refresh_listening(self) -> None:
+        for code, listener in self.listeners.items():
+            self.metrics.listening.labels(code).set(1 if listener.listening else 0)
 
     def connected(self, code: str) -> bool:
         return self.roster[code].lgsp_connected <= self.settings.effective_as_of()
@@ -100,6 +107,7 @@ async def open_network(settings: NodesSettings) -> AsyncIterator[Network]:
     world = World(roster=roster, population=population, state=state)
     apps: dict[str, ASGIApp] = dict(service_apps(world))
     faults = FaultBook(settings.seed)
+    metrics = NodesMetrics()
     offered = _node_services(roster)
     listeners: dict[str, NodeListener] = {}
     admin_token = (
@@ -110,7 +118,7 @@ async def open_network(settings: NodesSettings) -> AsyncIterator[Network]:
     try:
         for i, node in enumerate(roster):
             port = settings.node_port_base + i if settings.node_port_base else 0
-            app = NodeApp(node.code, {s: apps[s] for s in offered[node.code]}, faults)
+            app = NodeApp(node.code, {s: apps[s] for s in offered[node.code]}, faults, metrics)
             listener = NodeListener(node.code, app, settings.host, port)
             await listener.start()
             listeners[node.code] = listener
@@ -122,7 +130,9 @@ async def open_network(settings: NodesSettings) -> AsyncIterator[Network]:
             listeners=listeners,
             services=offered,
             admin_token=admin_token,
+            metrics=metrics,
         )
+        network.refresh_listening()
         credentials = CredentialsFile(settings.credentials_path)
         credentials.set_section(
             "nodes_control",
@@ -278,6 +288,15 @@ def create_app(settings: NodesSettings | None = None) -> FastAPI:
             faults=network.faults.get(code),
         )
 
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus metrics"}},
+    )
+    async def metrics_page(network: NetworkDep) -> Response:
+        """Prometheus metrics of every node this process serves."""
+        return Response(render(network.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/healthz")
     async def healthz(network: NetworkDep) -> dict[str, Any]:
         """Alive, with how many nodes listen."""
@@ -335,6 +354,7 @@ def create_app(settings: NodesSettings | None = None) -> FastAPI:
             await listener.stop()
         else:
             await listener.start()
+        network.refresh_listening()
         return describe(network, code)
 
     @app.delete(
@@ -349,6 +369,7 @@ def create_app(settings: NodesSettings | None = None) -> FastAPI:
             raise NotFound(f"no node {code!r}")
         network.faults.set(code, FaultSpec())
         await listener.start()
+        network.refresh_listening()
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     return app

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -19,6 +20,7 @@ import uvicorn
 
 from national_hub.contract import PROBLEM_CONTENT_TYPE, problem_body
 from provincial_nodes.faults import FaultBook
+from provincial_nodes.metrics import NodesMetrics
 from provincial_nodes.services.one_stop import NODE_SCOPE_KEY
 
 __all__ = ["NodeApp", "NodeListener", "bind"]
@@ -32,10 +34,17 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class NodeApp:
     """One node's front: its services by path prefix, with its injected faults."""
 
-    def __init__(self, code: str, services: dict[str, ASGIApp], faults: FaultBook) -> None:
+    def __init__(
+        self,
+        code: str,
+        services: dict[str, ASGIApp],
+        faults: FaultBook,
+        metrics: NodesMetrics | None = None,
+    ) -> None:
         self.code = code
         self.services = services
         self.faults = faults
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -46,6 +55,7 @@ class NodeApp:
             return
         service, _, _ = path.lstrip("/").partition("/")
         app = self.services.get(service)
+        started = time.perf_counter()
         if app is None:
             body = problem_body(
                 status=404,
@@ -54,9 +64,12 @@ class NodeApp:
                 detail=f"node {self.code} offers no service {service!r}",
             )
             await _send(send, 404, PROBLEM_CONTENT_TYPE, body)
+            self._count("unknown", 404, started)
             return
         verdict = self.faults.verdict(self.code)
         if verdict.delay:
+            if self.metrics is not None:
+                self.metrics.faults.labels(self.code, "latency").inc()
             await asyncio.sleep(verdict.delay)
         if verdict.error_status is not None:
             body = problem_body(
@@ -66,11 +79,30 @@ class NodeApp:
                 detail=f"node {self.code} answered with an injected error",
             )
             await _send(send, verdict.error_status, PROBLEM_CONTENT_TYPE, body)
+            if self.metrics is not None:
+                self.metrics.faults.labels(self.code, "error").inc()
+            self._count(service, verdict.error_status, started)
             return
         child = dict(scope)
         child[NODE_SCOPE_KEY] = self.code
         child["root_path"] = scope.get("root_path", "") + "/" + service
-        await app(child, receive, send)
+        status = 500
+
+        async def send_watching(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await app(child, receive, send_watching)
+        finally:
+            self._count(service, status, started)
+
+    def _count(self, service: str, status: int, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.requests.labels(self.code, service, str(status)).inc()
+            self.metrics.duration.labels(service).observe(time.perf_counter() - started)
 
 
 async def _send(send: Send, status: int, content_type: str, body: bytes) -> None:

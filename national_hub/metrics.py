@@ -1,0 +1,168 @@
+"""The hub's Prometheus metrics, with labels drawn only from the registry and the catalogue.
+
+Cardinality is bounded by what the admin registers, never by request content: a consumer
+that is not a registered node is ``none``, a provider or service not in the registry is
+``unknown``, a procedure not in the catalogue is ``other``. ``docs/metrics.md`` lists
+every metric.
+
+With several worker processes (``ngsp hub --workers N``) each worker writes its values
+to files in ``PROMETHEUS_MULTIPROC_DIR`` (the hub sets it to ``<data_dir>/metrics``) and
+``/metrics`` merges them, so every worker's counts appear whichever worker answers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# The ``*_created`` timestamps double the series count and no dashboard reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+__all__ = ["CONTENT_TYPE_LATEST", "LATENCY_BUCKETS", "HubMetrics", "render"]
+
+#: Seconds: fine below 10 ms, where the hub's own part lives, up to the 10 s timeout.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The exposition text: this process's registry, or every worker's in multiprocess mode."""
+    if multiprocess_dir():
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
+    return generate_latest(registry)
+
+
+class HubMetrics:
+    """Every metric the hub exports, registered on the hub's own registry."""
+
+    def __init__(self, *, known_procedures: Iterable[str] = ()) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self._procedures = frozenset(known_procedures)
+        self.exchanges = Counter(
+            "ngsp_exchanges", "Exchanges by consumer, provider, service and outcome.",
+            ["consumer", "provider", "service", "outcome"], registry=r,
+        )  # fmt: skip
+        self.exchange_seconds = Histogram(
+            "ngsp_exchange_duration_seconds",
+            "Whole exchange, from the request's arrival to its committed answer.",
+            ["provider", "service"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.provider_seconds = Histogram(
+            "ngsp_provider_duration_seconds",
+            "The provider's part: from forwarding to the provider's full answer.",
+            ["provider", "service"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.hub_seconds = Histogram(
+            "ngsp_hub_added_duration_seconds",
+            "The hub's own part: the whole exchange less the provider's part.",
+            ["provider"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.request_bytes = Counter(
+            "ngsp_exchange_request_bytes", "Request body bytes received from consumers.",
+            ["consumer", "provider", "service"], registry=r,
+        )  # fmt: skip
+        self.response_bytes = Counter(
+            "ngsp_exchange_response_bytes", "Response body bytes sent back to consumers.",
+            ["consumer", "provider", "service"], registry=r,
+        )  # fmt: skip
+        self.procedures = Counter(
+            "ngsp_procedures_completed", "Completed dossiers reported to the hub, by procedure.",
+            ["procedure"], registry=r,
+        )  # fmt: skip
+        self.vnd_saved = Counter(
+            "ngsp_vnd_saved", "Estimated VND saved by completed procedures, by procedure.",
+            ["procedure"], registry=r,
+        )  # fmt: skip
+        self.dossiers = Counter(
+            "ngsp_dossiers_reported", "Dossier reports taken by the hub, by procedure and outcome.",
+            ["procedure", "outcome"], registry=r,
+        )  # fmt: skip
+        self.tokens = Counter(
+            "ngsp_tokens_issued", "Access tokens issued, by node.", ["node"], registry=r
+        )
+        self.auth_failures = Counter(
+            "ngsp_auth_failures", "Refused authentications and authorisations, by reason.",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.ledger_queue = Gauge(
+            "ngsp_ledger_queue_depth", "Ledger rows waiting for a group commit.",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.ledger_group = Histogram(
+            "ngsp_ledger_group_size", "Rows per ledger group commit.",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000), registry=r,
+        )  # fmt: skip
+        self.ledger_commit = Histogram(
+            "ngsp_ledger_commit_duration_seconds", "Time to write and commit one ledger group.",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.ledger_failures = Counter(
+            "ngsp_ledger_commit_failures", "Ledger group commits that failed.", registry=r
+        )
+        self.node_up = Gauge(
+            "ngsp_node_up", "1 if the hub's last health probe of the node succeeded.",
+            ["node"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        self.node_probe_seconds = Gauge(
+            "ngsp_node_probe_duration_seconds", "Duration of the hub's last probe of the node.",
+            ["node"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        self.today = Gauge(
+            "ngsp_stats_today", "Today's totals from the ledger's rollups (Vietnam time).",
+            ["measure"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        self.all_time = Gauge(
+            "ngsp_stats_total", "All-time totals from the ledger's rollups.",
+            ["measure"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
+
+    def procedure_label(self, code: str | None) -> str:
+        if code is None:
+            return "none"
+        return code if code in self._procedures else "other"
+
+    def exchange(
+        self,
+        *,
+        consumer: str,
+        provider: str,
+        service: str,
+        outcome: str,
+        total_seconds: float,
+        provider_seconds: float | None,
+        request_bytes: int,
+        response_bytes: int,
+    ) -> None:
+        """Count one exchange (labels already bounded by the caller)."""
+        self.exchanges.labels(consumer, provider, service, outcome).inc()
+        self.exchange_seconds.labels(provider, service).observe(total_seconds)
+        if provider_seconds is not None:
+            self.provider_seconds.labels(provider, service).observe(provider_seconds)
+            self.hub_seconds.labels(provider).observe(max(0.0, total_seconds - provider_seconds))
+        if request_bytes:
+            self.request_bytes.labels(consumer, provider, service).inc(request_bytes)
+        self.response_bytes.labels(consumer, provider, service).inc(response_bytes)
+
+    def ledger_group_committed(self, size: int, seconds: float, depth: int) -> None:
+        self.ledger_group.observe(size)
+        self.ledger_commit.observe(seconds)
+        self.ledger_queue.set(depth)
