@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,11 @@ _HUB_OUTCOMES = {
     "provider_unavailable": "unavailable",
     "provider_bad_response": "provider_error",
 }
+
+
+def _trace_id(dossier_id: str) -> str:
+    digits = dossier_id.removeprefix("DVC-").replace("-", "")
+    return digits if len(digits) == 32 else secrets.token_hex(16)
 
 
 def _now() -> dt.datetime:
@@ -228,6 +234,8 @@ class DossierRunner:
                 json=step.body,
                 procedure=procedure,
                 dossier=dossier_id,
+                # One W3C trace per dossier: its id is the dossier's UUID, a span per step.
+                headers={"traceparent": f"00-{_trace_id(dossier_id)}-{secrets.token_hex(8)}-01"},
             )
         except TokenError as exc:
             await self._record(
@@ -356,6 +364,20 @@ class DossierRunner:
             )
             await session.commit()
             dossier = await session.get(Dossier, dossier_id)
+        if dossier is not None:
+            log.info(
+                "dossier finished",
+                extra={
+                    "fields": {
+                        "dossier": dossier_id,
+                        "trace_id": _trace_id(dossier_id),
+                        "procedure": dossier.procedure,
+                        "province": dossier.province,
+                        "status": status,
+                        "saving_vnd": saving,
+                    }
+                },
+            )
         if self.metrics is not None and dossier is not None:
             self.metrics.finished.labels(dossier.procedure, dossier.province, status).inc()
             created = dossier.created_at

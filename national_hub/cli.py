@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from national_hub.logs import uvicorn_log_config
 from national_hub.settings import HubSettings
 
 __all__ = ["app", "main"]
@@ -107,6 +108,7 @@ def run_hub(settings: HubSettings, *, workers: int = 1, log_level: str = "warnin
         "timeout_keep_alive": 30,
         # The hub is the edge: no proxy in front whose headers it should trust.
         "proxy_headers": False,
+        "log_config": uvicorn_log_config("hub", log_level),
     }
     if workers > 1:
         os.environ.update(settings_env(worker_settings))
@@ -229,6 +231,7 @@ def nodes(
         http="httptools",
         access_log=False,
         log_level=log_level,
+        log_config=uvicorn_log_config("nodes", log_level),
         timeout_graceful_shutdown=5,
     )
 
@@ -272,6 +275,7 @@ def gateway(
         http="httptools",
         access_log=False,
         log_level=log_level,
+        log_config=uvicorn_log_config("gateway", log_level),
         timeout_graceful_shutdown=10,
     )
 
@@ -292,8 +296,14 @@ def up(
     database_url: Annotated[
         str | None, typer.Option(help="Hub database (default: SQLite in the data dir).")
     ] = None,
+    log_level: Annotated[
+        str, typer.Option(help="Services' log level (info logs every exchange).")
+    ] = "info",
 ) -> None:
-    """Start the whole simulated network: hub, every node, gateway; Ctrl-C stops it all."""
+    """Start the whole simulated network: hub, every node, gateway; Ctrl-C stops it all.
+
+    Each service logs JSON lines to <data-dir>/logs/<service>.log.
+    """
     from national_hub.network import Service, run_network
 
     python = [sys.executable, "-m", "national_hub"]
@@ -307,7 +317,7 @@ def up(
         "--workers",
         str(workers),
         "--log-level",
-        "warning",
+        log_level,
     ]
     if database_url:
         hub_cmd += ["--database-url", database_url]
@@ -326,7 +336,7 @@ def up(
         "--population",
         str(population),
         "--log-level",
-        "warning",
+        log_level,
     ]
     if as_of:
         nodes_cmd += ["--as-of", as_of]
@@ -339,7 +349,7 @@ def up(
         "--hub-url",
         f"http://127.0.0.1:{hub_port}",
         "--log-level",
-        "warning",
+        log_level,
     ]
     services = [
         Service("hub", hub_cmd, f"http://127.0.0.1:{hub_port}", "/readyz"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from uuid_utils import uuid7
 
 from national_hub.contract import (
     HEADER_CONSUMER,
+    HEADER_TRACEPARENT,
     HEADER_TRANSACTION_ID,
     PROBLEM_CONTENT_TYPE,
     Outcome,
@@ -61,6 +63,7 @@ Send = Callable[[Message], Awaitable[None]]
 EXCHANGE_PREFIX = "/exchange/"
 _ALLOWED_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 _CODE = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})\Z")
 _DOSSIER = re.compile(r"[A-Za-z0-9._:-]{1,128}\Z")
 
 #: Request headers passed on to the provider; everything else (cookies, the consumer's
@@ -119,21 +122,49 @@ class MethodNotAllowed(ProblemError):
 _AUTH_REFUSALS = frozenset({"missing_token", "invalid_token", "not_granted"})
 
 
-def _observe(runtime: Runtime, ex: _Exchange, outcome: str, response_bytes: int) -> None:
-    """Count an exchange in the metrics, with labels only from the registry."""
+def _observe(
+    runtime: Runtime,
+    ex: _Exchange,
+    outcome: str,
+    response_bytes: int,
+    status: int,
+    code: str | None = None,
+) -> None:
+    """Count an exchange in the metrics and log it, with nothing identifying a person."""
     provider_seconds = None
     if ex.forwarded_at is not None and ex.provider_responded_at is not None:
         provider_seconds = (ex.provider_responded_at - ex.forwarded_at) / 1e6
+    total_seconds = (_now_us() - ex.requested_at) / 1e6
     runtime.metrics.exchange(
         consumer=ex.consumer or "none",
         provider=ex.provider or "unknown",
         service=ex.service or "unknown",
         outcome=outcome,
-        total_seconds=(_now_us() - ex.requested_at) / 1e6,
+        total_seconds=total_seconds,
         provider_seconds=provider_seconds,
         request_bytes=ex.request_bytes,
         response_bytes=response_bytes,
     )
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "exchange",
+            extra={
+                "fields": {
+                    "transaction_id": ex.txid,
+                    "trace_id": ex.trace_id,
+                    "consumer": ex.consumer,
+                    "provider": ex.provider,
+                    "service": ex.service,
+                    "procedure": ex.procedure,
+                    "method": ex.method,
+                    "path": ex.path_template,
+                    "status": status,
+                    "outcome": outcome,
+                    "code": code,
+                    "duration_ms": round(total_seconds * 1000, 3),
+                }
+            },
+        )
 
 
 def _now_us() -> int:
@@ -165,6 +196,9 @@ class _Exchange:
         "request_sha256",
         "requested_at",
         "service",
+        "span_id",
+        "trace_flags",
+        "trace_id",
         "txid",
     )
 
@@ -182,6 +216,23 @@ class _Exchange:
         self.provider_responded_at: int | None = None
         self.request_bytes = 0
         self.request_sha256: str | None = None
+        self.trace_id = ""
+        self.span_id = ""
+        self.trace_flags = "01"
+
+    def join_trace(self, header: bytes | None) -> None:
+        """Continue the consumer's W3C trace (or start one) with a span of the hub's own."""
+        if header is not None:
+            match = _TRACEPARENT.match(header.decode("latin-1").strip())
+            if match and match.group(1) != "0" * 32 and match.group(2) != "0" * 16:
+                self.trace_id, self.trace_flags = match.group(1), match.group(3)
+        if not self.trace_id:
+            self.trace_id = secrets.token_hex(16)
+        self.span_id = secrets.token_hex(8)
+
+    @property
+    def traceparent(self) -> str:
+        return f"00-{self.trace_id}-{self.span_id}-{self.trace_flags}"
 
     def row(self, status: int, outcome: str, response_bytes: int) -> LedgerRow:
         return LedgerRow(
@@ -221,6 +272,7 @@ class ExchangeHandler:
         headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
             headers[name] = value
+        ex.join_trace(headers.get(b"traceparent"))
         try:
             status, out_headers, body, outcome = await self._exchange(
                 runtime, ex, scope, headers, receive
@@ -236,7 +288,9 @@ class ExchangeHandler:
             unrecorded = LedgerUnavailableError("the exchange could not be recorded; retry it")
             await self._send_problem(ex, unrecorded, scope, send)
             return
-        _observe(runtime, ex, outcome, len(body))
+        _observe(runtime, ex, outcome, len(body), status)
+        if not any(name == b"traceparent" for name, _ in out_headers):
+            out_headers.append((b"traceparent", ex.traceparent.encode()))
         out_headers.append((b"x-transaction-id", ex.txid.encode()))
         out_headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": out_headers})
@@ -315,6 +369,7 @@ class ExchangeHandler:
         }
         forward[HEADER_TRANSACTION_ID] = ex.txid
         forward[HEADER_CONSUMER] = consumer.code
+        forward[HEADER_TRACEPARENT] = ex.traceparent
         ex.forwarded_at = _now_us()
         status, resp_headers, payload = await self._forward(runtime, method, url, forward, body)
         ex.provider_responded_at = _now_us()
@@ -422,7 +477,7 @@ class ExchangeHandler:
             await runtime.ledger.record(ex.row(err.status, outcome, len(body)))
         except LedgerUnavailable:
             log.warning("refusal %s not recorded: ledger unavailable", ex.txid)
-        _observe(runtime, ex, outcome, len(body))
+        _observe(runtime, ex, outcome, len(body), err.status, err.code)
         if err.code in _AUTH_REFUSALS:
             runtime.metrics.auth_failures.labels(err.code).inc()
         await self._send_problem(ex, err, scope, send, body)
@@ -436,6 +491,7 @@ class ExchangeHandler:
             (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
             (b"content-length", str(len(body)).encode()),
             (b"x-transaction-id", ex.txid.encode()),
+            (b"traceparent", ex.traceparent.encode()),
         ]
         out.extend((k.lower().encode(), v.encode("latin-1")) for k, v in err.headers.items())
         await send({"type": "http.response.start", "status": err.status, "headers": out})

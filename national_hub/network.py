@@ -35,7 +35,9 @@ def _wait_ready(service: Service) -> None:
     while time.monotonic() < deadline:
         assert service.process is not None
         if service.process.poll() is not None:
-            raise RuntimeError(f"{service.name} exited with {service.process.returncode}")
+            raise RuntimeError(
+                f"{service.name} exited with {service.process.returncode}; see its log"
+            )
         try:
             if httpx.get(service.url + service.ready_path, timeout=2).status_code == 200:
                 return
@@ -68,17 +70,25 @@ def run_network(services: list[Service], *, data_dir: Path) -> int:
         raise _Stop(signal.Signals(signum).name)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    data_dir.mkdir(parents=True, exist_ok=True)
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
     code = 0
     try:
         for service in services:
             print(f"starting {service.name} ...", flush=True)
-            service.process = subprocess.Popen(service.command, start_new_session=True)
+            with open(logs / f"{service.name}.log", "ab") as log_file:
+                service.process = subprocess.Popen(
+                    service.command,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             _wait_ready(service)
         print("\nngsp-sim is up:")
         for service in services:
             print(f"  {service.name:8s} {service.url}")
         print(f"  credentials: {(data_dir / 'credentials.json').resolve()}")
+        print(f"  logs:        {logs.resolve()}/")
         print("Ctrl-C stops everything.\n", flush=True)
         while True:
             for service in services:

@@ -324,3 +324,43 @@ async def test_methods_forwarded(network: Network, client: httpx.AsyncClient, me
     )
     assert resp.status_code == 200
     assert resp.json()["method"] == method
+
+
+async def test_trace_context_and_json_logs(
+    network: Network, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+    import logging
+
+    from national_hub.logs import JsonFormatter
+
+    token = await network.token(client, "CONS")
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    with caplog.at_level(logging.INFO, logger="ngsp.hub.exchange"):
+        resp = await client.get(
+            f"{network.hub.url}/exchange/PROV/svc/citizens/001203004567",
+            headers={
+                "Authorization": f"Bearer {token}",
+                "traceparent": f"00-{trace}-00f067aa0ba902b7-01",
+            },
+        )
+        fresh = await client.get(
+            f"{network.hub.url}/exchange/PROV/svc/echo",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert resp.status_code == 200
+    seen = network.provider.server.config.app.state.seen
+    forwarded = next(s for s in seen if s["path"].endswith("001203004567"))["headers"]
+    version, trace_id, span, flags = forwarded["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", trace, "01")
+    assert span != "00f067aa0ba902b7"  # the hub's own span
+    assert resp.headers["traceparent"].split("-")[1] == trace
+    # Without a trace, the hub starts one and still tells the consumer.
+    assert len(fresh.headers["traceparent"].split("-")[1]) == 32
+    lines = [JsonFormatter("hub").format(r) for r in caplog.records]
+    docs = [json.loads(line) for line in lines]
+    mine = next(d for d in docs if d["transaction_id"] == resp.headers["x-transaction-id"])
+    assert mine["trace_id"] == trace
+    assert mine["path"] == "/citizens/{id}"
+    assert mine["consumer"] == "CONS"
+    assert all("001203004567" not in line for line in lines)
