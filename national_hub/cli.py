@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+ledger_app = typer.Typer(help="Ledger commands.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
 
 DataDir = Annotated[
     Path | None,
@@ -173,6 +175,45 @@ def db_upgrade(
 
     asyncio.run(_run())
     typer.echo(f"schema at {revision}: {_db_label(settings)}")
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    data_dir: DataDir = None,
+    database_url: Annotated[str | None, typer.Option(help="Database URL.")] = None,
+    rollups: Annotated[
+        bool, typer.Option(help="Also recompute the statistics from the rows.")
+    ] = True,
+) -> None:
+    """Check the ledger's hash chains (and rollups); exit 1 at the first sign of tampering."""
+    from national_hub.db import Database
+    from national_hub.verify import verify_ledger
+
+    settings = hub_settings(data_dir=data_dir, database_url=database_url)
+
+    async def _run() -> int:
+        db = Database.connect(settings.sqlalchemy_url)
+        try:
+            report = await verify_ledger(
+                db, rollups=rollups, offset_minutes=settings.stats_utc_offset_minutes
+            )
+        finally:
+            await db.dispose()
+        typer.echo(
+            f"{report.rows:,} rows in {report.chains} chains"
+            + (", rollups recomputed" if report.rollups_checked else "")
+        )
+        if report.ok:
+            typer.echo("ledger intact")
+            return 0
+        typer.echo(f"TAMPERING: {len(report.findings)} finding(s); the first ones:")
+        for finding in report.findings[:20]:
+            where = f"row {finding.row}" if finding.row else f"chain {finding.chain}"
+            seq = f" (#{finding.seq})" if finding.seq else ""
+            typer.echo(f"  {finding.kind:8s} {where}{seq}: {finding.detail}")
+        return 1
+
+    raise typer.Exit(asyncio.run(_run()))
 
 
 def main() -> None:

@@ -31,12 +31,15 @@ from typing import Any, Protocol
 from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from uuid_utils import uuid7
 
+from national_hub.chain import GENESIS, row_hash
 from national_hub.contract import Outcome
 from national_hub.models import (
     Base,
     DailyStats,
     Dossier,
+    LedgerChain,
     LedgerEntry,
     NodeDailyStats,
     ProcedureDailyStats,
@@ -85,6 +88,10 @@ class LedgerRow:
     request_bytes: int
     response_bytes: int
     request_sha256: str | None
+    #: Set by the writer when the row joins its hash chain.
+    chain: str | None = None
+    seq: int | None = None
+    hash: str | None = None
 
     def as_params(self) -> dict[str, Any]:
         return {
@@ -105,6 +112,27 @@ class LedgerRow:
             "request_bytes": self.request_bytes,
             "response_bytes": self.response_bytes,
             "request_sha256": self.request_sha256,
+            "chain": self.chain,
+            "seq": self.seq,
+            "hash": self.hash,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """Where a writer's hash chain ends after a group."""
+
+    chain: str
+    started_at: int
+    seq: int
+    hash: str
+
+    def as_params(self) -> dict[str, Any]:
+        return {
+            "chain": self.chain,
+            "started_at": self.started_at,
+            "head_seq": self.seq,
+            "head_hash": self.hash,
         }
 
 
@@ -204,6 +232,13 @@ class _Statements:
             .values({c: bindparam(c) for c in _DOSSIER_COLUMNS})
             .on_conflict_do_nothing(index_elements=["id"])
             .returning(Dossier.id)
+        )
+        head = make_insert(LedgerChain).values(
+            {c: bindparam(c) for c in ("chain", "started_at", "head_seq", "head_hash")}
+        )
+        self.chain_upsert = head.on_conflict_do_update(
+            index_elements=["chain"],
+            set_={"head_seq": head.excluded.head_seq, "head_hash": head.excluded.head_hash},
         )
         self.dossier_select = select(
             Dossier.node,
@@ -325,7 +360,7 @@ def _existing(row: Any) -> DossierResult:
 
 class _Store(Protocol):
     async def commit(
-        self, rows: list[LedgerRow], reports: list[DossierReport]
+        self, rows: list[LedgerRow], reports: list[DossierReport], head: ChainHead | None
     ) -> list[DossierResult]: ...
 
     async def close(self) -> None: ...
@@ -345,7 +380,7 @@ class _AsyncStore:
         self._conn: AsyncConnection | None = None
 
     async def commit(
-        self, rows: list[LedgerRow], reports: list[DossierReport]
+        self, rows: list[LedgerRow], reports: list[DossierReport], head: ChainHead | None
     ) -> list[DossierResult]:
         if self._conn is None:
             self._conn = await self._engine.connect()
@@ -354,6 +389,8 @@ class _AsyncStore:
             async with conn.begin():
                 if rows:
                     await conn.execute(self._st.ledger_insert, [r.as_params() for r in rows])
+                if head is not None:
+                    await conn.execute(self._st.chain_upsert, head.as_params())
                 rollups = _Rollups(self._offset)
                 for r in rows:
                     rollups.add_row(r)
@@ -409,6 +446,8 @@ class _SqliteStore:
         for upsert in (self._st.daily, self._st.per_node, self._st.per_procedure):
             compiled = upsert.statement.compile(dialect=dialect)
             self._upsert_sql[id(upsert)] = (str(compiled), tuple(compiled.positiontup or ()))
+        chain = self._st.chain_upsert.compile(dialect=dialect)
+        self._chain_sql = (str(chain), tuple(chain.positiontup or ()))
         d_ins = self._st.dossier_insert.compile(dialect=dialect)
         self._dossier_insert_sql = (str(d_ins), tuple(d_ins.positiontup or ()))
         self._dossier_select_sql = str(self._st.dossier_select.compile(dialect=dialect))
@@ -423,7 +462,7 @@ class _SqliteStore:
         return conn
 
     def _commit_sync(
-        self, rows: list[LedgerRow], reports: list[DossierReport]
+        self, rows: list[LedgerRow], reports: list[DossierReport], head: ChainHead | None
     ) -> list[DossierResult]:
         if self._conn is None:
             self._conn = self._connect()
@@ -433,6 +472,9 @@ class _SqliteStore:
             if rows:
                 sql, order = self._ledger_sql
                 conn.executemany(sql, [_ordered(r.as_params(), order) for r in rows])
+            if head is not None:
+                sql, order = self._chain_sql
+                conn.execute(sql, _ordered(head.as_params(), order))
             rollups = _Rollups(self._offset)
             for r in rows:
                 rollups.add_row(r)
@@ -460,10 +502,10 @@ class _SqliteStore:
         return results
 
     async def commit(
-        self, rows: list[LedgerRow], reports: list[DossierReport]
+        self, rows: list[LedgerRow], reports: list[DossierReport], head: ChainHead | None
     ) -> list[DossierResult]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._commit_sync, rows, reports)
+        return await loop.run_in_executor(self._executor, self._commit_sync, rows, reports, head)
 
     async def close(self) -> None:
         def _close() -> None:
@@ -512,6 +554,11 @@ class LedgerWriter:
             self._lock = None
         self._max_group = max_group
         self._retry_delay = retry_delay
+        #: This writer's hash chain: a new one each time the hub starts.
+        self.chain_id = str(uuid7())
+        self._chain_started = time.time_ns() // 1000
+        self._chain_seq = 0
+        self._chain_hash = GENESIS
         self._pending: list[tuple[_Item, asyncio.Future[Any]]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -602,9 +649,21 @@ class LedgerWriter:
             if self._closing:
                 return
 
+    def _link(self, rows: list[LedgerRow]) -> ChainHead | None:
+        """Give each row its place and hash in this writer's chain; the new head."""
+        if not rows:
+            return None
+        seq, previous = self._chain_seq, self._chain_hash
+        for row in rows:
+            seq += 1
+            row.chain, row.seq = self.chain_id, seq
+            row.hash = previous = row_hash(previous, row.as_params())
+        return ChainHead(self.chain_id, self._chain_started, seq, previous)
+
     async def _commit_group(self, group: list[tuple[_Item, asyncio.Future[Any]]]) -> None:
         rows = [item for item, _ in group if isinstance(item, LedgerRow)]
         reports = [item for item, _ in group if isinstance(item, DossierReport)]
+        head = self._link(rows)
         started = time.perf_counter()
         results: list[DossierResult] | None = None
         for attempt in range(2):
@@ -612,7 +671,7 @@ class LedgerWriter:
                 if self._lock is not None:
                     await self._lock.acquire()
                 try:
-                    results = await self._store.commit(rows, reports)
+                    results = await self._store.commit(rows, reports, head)
                 finally:
                     if self._lock is not None:
                         self._lock.release()
@@ -631,6 +690,8 @@ class LedgerWriter:
                 if not future.done():
                     future.set_exception(LedgerUnavailable("ledger commit failed"))
             return
+        if head is not None:  # the chain moves on only once its rows are durable
+            self._chain_seq, self._chain_hash = head.seq, head.hash
         self.stats.groups += 1
         self.stats.rows += len(rows)
         self.stats.last_group_size = len(group)

@@ -116,6 +116,7 @@ class LedgerEntry(Base):
         Index("ix_ledger_consumer_id", "consumer", "id"),
         Index("ix_ledger_provider_service_id", "provider", "service", "id"),
         Index("ix_ledger_outcome_id", "outcome", "id"),
+        Index("ix_ledger_chain_seq", "chain", "seq", unique=True),
     )
 
     #: UUIDv7 text: sorts by the time the request arrived.
@@ -137,6 +138,21 @@ class LedgerEntry(Base):
     request_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     response_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     request_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: The hash chain (``chain.py``): which writer wrote the row, its place, its hash.
+    chain: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class LedgerChain(Base):
+    """The head of each writer's hash chain, committed with the chain's rows."""
+
+    __tablename__ = "ledger_chains"
+
+    chain: Mapped[str] = mapped_column(String(36), primary_key=True)
+    started_at: Mapped[int] = mapped_column(BigInteger)
+    head_seq: Mapped[int] = mapped_column(BigInteger)
+    head_hash: Mapped[str] = mapped_column(String(64))
 
 
 class Dossier(Base):
