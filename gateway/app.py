@@ -13,6 +13,7 @@ from gateway import admin, api
 from gateway.auth import RuntimeDep
 from gateway.runtime import open_runtime
 from gateway.settings import GatewaySettings
+from national_hub.edge import EdgeGuard, EdgeLimits
 from national_hub.errors import NotReady, install_error_handlers
 from national_hub.metrics import CONTENT_TYPE_LATEST, render
 
@@ -52,6 +53,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 response.headers.setdefault(name, value)
         return response
 
+    app.add_middleware(EdgeGuard, limits=EdgeLimits())
     app.include_router(api.router)
     app.include_router(admin.router)
 

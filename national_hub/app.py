@@ -10,6 +10,7 @@ from starlette.types import Receive, Scope, Send
 
 from national_hub import __version__, admin, health, metaservices, oauth, reports, savings
 from national_hub.bootstrap import apply_registry_file
+from national_hub.edge import EdgeGuard, EdgeLimits
 from national_hub.errors import install_error_handlers
 from national_hub.exchange import EXCHANGE_PREFIX, ExchangeHandler
 from national_hub.runtime import open_runtime
@@ -45,6 +46,7 @@ class HubApp(FastAPI):
     """
 
     exchange_handler: ExchangeHandler
+    edge: EdgeGuard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -54,6 +56,9 @@ class HubApp(FastAPI):
         ):
             await self.exchange_handler(scope, receive, send)
             return
+        await self.edge(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)
 
 
@@ -106,6 +111,15 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
         )
 
     app.exchange_handler = handler
+    app.edge = EdgeGuard(
+        app._serve,
+        EdgeLimits(
+            max_header_bytes=settings.max_header_bytes,
+            max_body_bytes=settings.max_request_bytes,
+            read_timeout=settings.read_timeout_seconds,
+            max_json_depth=settings.max_json_depth,
+        ),
+    )
     return app
 
 

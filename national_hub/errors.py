@@ -193,6 +193,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         codes = {
+            400: ("invalid_request", "Invalid request"),
             404: ("not_found", "Not found"),
             405: ("method_not_allowed", "Method not allowed"),
             413: ("payload_too_large", "Request body too large"),

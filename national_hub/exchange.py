@@ -12,6 +12,7 @@ problem+json body, and every request, refused or not, gets a ledger row.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -32,6 +33,7 @@ from national_hub.contract import (
     Outcome,
     ProblemError,
 )
+from national_hub.edge import HeadersTooLarge, SlowSender, header_bytes
 from national_hub.errors import (
     InvalidRequest,
     NotGranted,
@@ -101,6 +103,7 @@ _OUTCOMES: dict[type[ProblemError], Outcome] = {
     UnknownProvider: Outcome.NOT_FOUND,
     UnknownService: Outcome.NOT_FOUND,
     PayloadTooLarge: Outcome.TOO_LARGE,
+    HeadersTooLarge: Outcome.TOO_LARGE,
     ProviderTimeout: Outcome.TIMEOUT,
     ProviderUnavailable: Outcome.UNAVAILABLE,
     ProviderBadResponse: Outcome.PROVIDER_ERROR,
@@ -304,6 +307,10 @@ class ExchangeHandler:
         headers: dict[bytes, bytes],
         receive: Receive,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes, Outcome]:
+        if header_bytes(scope) > runtime.settings.max_header_bytes:
+            raise HeadersTooLarge(
+                f"request headers are over {runtime.settings.max_header_bytes} bytes in all"
+            )
         # 1. Authenticate.
         auth = headers.get(b"authorization")
         if not auth:
@@ -389,8 +396,12 @@ class ExchangeHandler:
                 raise PayloadTooLarge(f"request body of {length} bytes is over {limit} bytes")
         chunks: list[bytes] = []
         size = 0
+        pause = runtime.settings.read_timeout_seconds
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=pause)
+            except TimeoutError:
+                raise SlowSender(f"no part of the body arrived for {pause:g} s") from None
             if message["type"] == "http.disconnect":
                 raise InvalidRequest("client disconnected while sending the body")
             chunk: bytes = message.get("body", b"")

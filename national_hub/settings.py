@@ -44,6 +44,10 @@ class HubSettings(BaseSettings):
     provider_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     max_request_bytes: int = Field(default=1 << 20, ge=1)
     max_response_bytes: int = Field(default=16 << 20, ge=1)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    #: Longest pause allowed between two chunks of a request body.
+    read_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    max_json_depth: int = Field(default=32, ge=2, le=1000)
     upstream_connections: int = Field(default=512, ge=1)
 
     #: Largest number of ledger rows written in one transaction.

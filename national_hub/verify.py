@@ -74,24 +74,52 @@ class _Walker:
     def row(self, row: dict[str, Any]) -> None:
         seq = row["seq"]
         if self.head is None:
-            self.add(Finding("inserted", "the row names a chain no writer started",
-                             row["id"], self.chain, seq))  # fmt: skip
+            self.add(
+                Finding(
+                    "inserted",
+                    "the row names a chain no writer started",
+                    row["id"],
+                    self.chain,
+                    seq,
+                )
+            )
             return
         if seq < self.expected:
-            self.add(Finding("inserted", f"a second row numbered {seq} in its chain",
-                             row["id"], self.chain, seq))  # fmt: skip
+            self.add(
+                Finding(
+                    "inserted",
+                    f"a second row numbered {seq} in its chain",
+                    row["id"],
+                    self.chain,
+                    seq,
+                )
+            )
             return
         if seq > self.expected:
             missing = (
                 f"{self.expected}" if seq == self.expected + 1 else (f"{self.expected}-{seq - 1}")
             )
-            self.add(Finding("deleted", f"rows {missing} of the chain are missing, before this one",
-                             row["id"], self.chain, seq))  # fmt: skip
+            self.add(
+                Finding(
+                    "deleted",
+                    f"rows {missing} of the chain are missing, before this one",
+                    row["id"],
+                    self.chain,
+                    seq,
+                )
+            )
             # Carry on from this row: what follows can still be checked.
             self.previous = row["hash"] or GENESIS
         elif row_hash(self.previous, row) != row["hash"]:
-            self.add(Finding("changed", "the row does not match its hash: it, or the row "
-                             "before it, was changed", row["id"], self.chain, seq))  # fmt: skip
+            self.add(
+                Finding(
+                    "changed",
+                    "the row does not match its hash: it, or the row before it, was changed",
+                    row["id"],
+                    self.chain,
+                    seq,
+                )
+            )
         self.previous = row["hash"] or GENESIS
         self.last_hash = row["hash"]
         self.expected = seq + 1
@@ -101,14 +129,35 @@ class _Walker:
             return
         last = self.expected - 1
         if self.head.head_seq > last:
-            self.add(Finding("deleted", f"the chain's last rows ({last + 1}-{self.head.head_seq}) "
-                             "are missing", None, self.chain, last + 1))  # fmt: skip
+            self.add(
+                Finding(
+                    "deleted",
+                    f"the chain's last rows ({last + 1}-{self.head.head_seq}) are missing",
+                    None,
+                    self.chain,
+                    last + 1,
+                )
+            )
         elif self.head.head_seq < last:
-            self.add(Finding("inserted", f"rows after the chain's head ({self.head.head_seq})",
-                             None, self.chain, self.head.head_seq + 1))  # fmt: skip
+            self.add(
+                Finding(
+                    "inserted",
+                    f"rows after the chain's head ({self.head.head_seq})",
+                    None,
+                    self.chain,
+                    self.head.head_seq + 1,
+                )
+            )
         elif last and self.last_hash != self.head.head_hash:
-            self.add(Finding("changed", "the chain's last row does not match its recorded head",
-                             None, self.chain, last))  # fmt: skip
+            self.add(
+                Finding(
+                    "changed",
+                    "the chain's last row does not match its recorded head",
+                    None,
+                    self.chain,
+                    last,
+                )
+            )
 
 
 async def verify_ledger(
@@ -116,7 +165,7 @@ async def verify_ledger(
 ) -> VerifyReport:
     """Walk every chain, then (optionally) recompute the rollups from the rows."""
     report = VerifyReport()
-    columns = [c for c in LedgerEntry.__table__.columns]
+    columns = list(LedgerEntry.__table__.columns)
     daily: dict[dt.date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     per_node: dict[tuple[dt.date, str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     async with db.read_session() as session:
@@ -173,7 +222,7 @@ async def verify_ledger(
                         None,
                         chain,
                         1,
-                    )  # fmt: skip
+                    )
                 )
         if rollups:
             report.rollups_checked = True
@@ -242,7 +291,7 @@ async def _check_rollups(
                         "rollup",
                         f"{name} {key}: {column} is {stored.get(column, 0)} in the "
                         f"rollup, {computed.get(column, 0)} from the rows",
-                    )  # fmt: skip
+                    )
                 )
                 return
 

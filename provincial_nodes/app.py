@@ -22,6 +22,7 @@ from fastapi import Depends, FastAPI, Query, Request, Response, status
 from pydantic import BaseModel
 
 from national_hub.credentials import CredentialsFile, read_credentials
+from national_hub.edge import EdgeGuard, EdgeLimits
 from national_hub.errors import AdminTokenInvalid, NotFound, install_error_handlers
 from national_hub.metrics import CONTENT_TYPE_LATEST, render
 from provincial_nodes.citizens import Citizen
@@ -119,7 +120,7 @@ async def open_network(settings: NodesSettings) -> AsyncIterator[Network]:
         for i, node in enumerate(roster):
             port = settings.node_port_base + i if settings.node_port_base else 0
             app = NodeApp(node.code, {s: apps[s] for s in offered[node.code]}, faults, metrics)
-            listener = NodeListener(node.code, app, settings.host, port)
+            listener = NodeListener(node.code, EdgeGuard(app, EdgeLimits()), settings.host, port)
             await listener.start()
             listeners[node.code] = listener
         network = Network(
@@ -273,6 +274,7 @@ def create_app(settings: NodesSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(EdgeGuard, limits=EdgeLimits())
 
     def describe(network: Network, code: str) -> NodePublic:
         node = network.roster[code]

@@ -28,8 +28,9 @@ async def filled(database_url: str) -> AsyncIterator[Database]:
         await writer.start()
         await asyncio.gather(*(writer.record(make_row(i)) for i in range(start, start + 30)))
         if start == 0:
-            report = DossierReport("D1", "P01", "1.001193", "completed", 30500,
-                                   time.time_ns() // 1000)  # fmt: skip
+            report = DossierReport(
+                "D1", "P01", "1.001193", "completed", 30500, time.time_ns() // 1000
+            )
             await writer.report_dossier(report)
         await writer.stop()
     yield db
@@ -66,8 +67,7 @@ async def test_intact_ledger_verifies(filled: Database) -> None:
 
 async def test_changed_row_is_found(filled: Database) -> None:
     target = await row_id(filled, 12)
-    await tamper(filled, "UPDATE ledger SET status = 500, outcome = 'ok' WHERE id = :id",
-                 id=target)  # fmt: skip
+    await tamper(filled, "UPDATE ledger SET status = 500, outcome = 'ok' WHERE id = :id", id=target)
     report = await verify_ledger(filled, rollups=False)
     first = report.findings[0]
     assert (first.kind, first.row, first.seq) == ("changed", target, 12)
@@ -87,8 +87,9 @@ async def test_changed_row_with_recomputed_hash_breaks_the_next(filled: Database
         ).scalar_one()
     row["consumer"] = "EVIL"
     forged = row_hash(previous, row)
-    await tamper(filled, "UPDATE ledger SET consumer = 'EVIL', hash = :h WHERE id = :id",
-                 h=forged, id=target)  # fmt: skip
+    await tamper(
+        filled, "UPDATE ledger SET consumer = 'EVIL', hash = :h WHERE id = :id", h=forged, id=target
+    )
     report = await verify_ledger(filled, rollups=False)
     assert report.findings[0].kind == "changed"
     assert report.findings[0].seq == 6  # the forgery breaks the link to the next row
