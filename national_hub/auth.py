@@ -8,6 +8,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from national_hub.audit import record_refusal
+from national_hub.contract import Outcome
 from national_hub.errors import AdminTokenInvalid, Forbidden, TokenInvalid, TokenMissing
 from national_hub.registry import NodeInfo
 from national_hub.routing import consumer_of
@@ -62,19 +64,35 @@ async def _node_for(runtime: Runtime, token: str) -> NodeInfo:
 
 
 async def require_admin(request: Request, runtime: RuntimeDep) -> None:
-    """Admit only the admin token; a valid node token gets 403, anything else 401."""
+    """Admit only the admin token; a valid node token gets 403, anything else 401.
+
+    Refusals go to the ledger (``audit.py``): the admin API is where an intruder would try.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() == "bearer" and token and _is_admin_token(runtime, token):
         return
+    route = request.scope.get("route")
+    path = getattr(route, "path", "/admin")
+    node: NodeInfo | None = None
     if scheme.lower() == "bearer" and token:
         try:
-            await _node_for(runtime, token)
+            node = await _node_for(runtime, token)
         except (TokenInvalid, TokenMissing):
-            pass
-        else:
-            raise Forbidden("node tokens cannot use the admin API")
+            node = None
+    status = 403 if node is not None else 401
+    await record_refusal(
+        runtime,
+        method=request.method,
+        path=path,
+        status=status,
+        outcome=Outcome.FORBIDDEN if node is not None else Outcome.UNAUTHORIZED,
+        consumer=node.code if node is not None else None,
+    )
+    runtime.metrics.auth_failures.labels("admin_forbidden" if node else "invalid_admin_token").inc()
+    if node is not None:
+        raise Forbidden("node tokens cannot use the admin API")
     raise AdminTokenInvalid("send 'Authorization: Bearer <admin token>'")
 
 

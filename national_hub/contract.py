@@ -74,6 +74,10 @@ class Outcome(enum.StrEnum):
     UNAVAILABLE = "unavailable"
     #: The request itself was malformed (bad method, bad header, bad path).
     BAD_REQUEST = "bad_request"
+    #: The provider's circuit is open after repeated failures: refused at once.
+    CIRCUIT_OPEN = "circuit_open"
+    #: Shed: the hub, or its share for this provider, was full.
+    OVERLOADED = "overloaded"
 
 
 class ProblemError(Exception):

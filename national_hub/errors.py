@@ -16,6 +16,9 @@ Every answer the hub makes itself is ``application/problem+json`` with a stable 
 * 502 ``provider_bad_response`` — the provider answered something that is not HTTP
 * 503 ``provider_unavailable`` — the provider refused the connection
 * 504 ``provider_timeout`` — no answer within the provider timeout
+* 503 ``provider_circuit_open`` — the provider failed repeatedly; refused at once
+* 503 ``provider_busy`` — too many exchanges already wait on this provider
+* 503 ``hub_overloaded`` — the hub sheds load; retry after ``Retry-After``
 * 503 ``not_ready`` — the database or the ledger writer is down
 """
 
@@ -34,12 +37,15 @@ __all__ = [
     "AdminTokenInvalid",
     "Conflict",
     "Forbidden",
+    "HubOverloaded",
     "InvalidRequest",
     "NotFound",
     "NotGranted",
     "NotReady",
     "PayloadTooLarge",
     "ProviderBadResponse",
+    "ProviderBusy",
+    "ProviderCircuitOpen",
     "ProviderTimeout",
     "ProviderUnavailable",
     "TokenInvalid",
@@ -150,6 +156,24 @@ class ProviderTimeout(ProblemError):
     status = 504
     code = "provider_timeout"
     title = "Provider timed out"
+
+
+class ProviderCircuitOpen(ProblemError):
+    status = 503
+    code = "provider_circuit_open"
+    title = "Provider failing: circuit open"
+
+
+class ProviderBusy(ProblemError):
+    status = 503
+    code = "provider_busy"
+    title = "Too many exchanges waiting on this provider"
+
+
+class HubOverloaded(ProblemError):
+    status = 503
+    code = "hub_overloaded"
+    title = "The hub is over capacity"
 
 
 class NotReady(ProblemError):

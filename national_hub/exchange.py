@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import re
 import secrets
 import time
@@ -35,10 +36,13 @@ from national_hub.contract import (
 )
 from national_hub.edge import HeadersTooLarge, SlowSender, header_bytes
 from national_hub.errors import (
+    HubOverloaded,
     InvalidRequest,
     NotGranted,
     PayloadTooLarge,
     ProviderBadResponse,
+    ProviderBusy,
+    ProviderCircuitOpen,
     ProviderTimeout,
     ProviderUnavailable,
     TokenInvalid,
@@ -107,6 +111,9 @@ _OUTCOMES: dict[type[ProblemError], Outcome] = {
     ProviderTimeout: Outcome.TIMEOUT,
     ProviderUnavailable: Outcome.UNAVAILABLE,
     ProviderBadResponse: Outcome.PROVIDER_ERROR,
+    ProviderCircuitOpen: Outcome.CIRCUIT_OPEN,
+    ProviderBusy: Outcome.OVERLOADED,
+    HubOverloaded: Outcome.OVERLOADED,
 }
 
 
@@ -120,6 +127,14 @@ class MethodNotAllowed(ProblemError):
     status = 405
     code = "method_not_allowed"
     title = "Method not allowed"
+
+
+_RETRY_SOON = {"Retry-After": "1"}
+
+
+def _ignore_result(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved, so asyncio does not warn about it
 
 
 _AUTH_REFUSALS = frozenset({"missing_token", "invalid_token", "not_granted"})
@@ -276,21 +291,38 @@ class ExchangeHandler:
         for name, value in scope["headers"]:
             headers[name] = value
         ex.join_trace(headers.get(b"traceparent"))
-        try:
-            status, out_headers, body, outcome = await self._exchange(
-                runtime, ex, scope, headers, receive
+        shedder = runtime.shedder
+        if not shedder.admit():
+            # Refused at the door, before any work: the point is to spend nothing on it.
+            runtime.metrics.shed.labels("hub_overloaded").inc()
+            await self._refuse(
+                runtime,
+                ex,
+                HubOverloaded("the hub is over capacity; retry shortly", headers=_RETRY_SOON),
+                scope,
+                send,
+                Outcome.OVERLOADED,
             )
-        except ProblemError as err:
-            outcome = _OUTCOMES.get(type(err), Outcome.BAD_REQUEST)
-            await self._refuse(runtime, ex, err, scope, send, outcome)
             return
+        shedder.in_flight += 1
         try:
-            await runtime.ledger.record(ex.row(status, outcome, len(body)))
-        except LedgerUnavailable:
-            # Not committed, so not acknowledged: the consumer must retry.
-            unrecorded = LedgerUnavailableError("the exchange could not be recorded; retry it")
-            await self._send_problem(ex, unrecorded, scope, send)
-            return
+            try:
+                status, out_headers, body, outcome = await self._exchange(
+                    runtime, ex, scope, headers, receive
+                )
+            except ProblemError as err:
+                outcome = _OUTCOMES.get(type(err), Outcome.BAD_REQUEST)
+                await self._refuse(runtime, ex, err, scope, send, outcome)
+                return
+            try:
+                await runtime.ledger.record(ex.row(status, outcome, len(body)))
+            except LedgerUnavailable:
+                # Not committed, so not acknowledged: the consumer must retry.
+                unrecorded = LedgerUnavailableError("the exchange could not be recorded; retry it")
+                await self._send_problem(ex, unrecorded, scope, send)
+                return
+        finally:
+            shedder.in_flight -= 1
         _observe(runtime, ex, outcome, len(body), status)
         if not any(name == b"traceparent" for name, _ in out_headers):
             out_headers.append((b"traceparent", ex.traceparent.encode()))
@@ -377,9 +409,31 @@ class ExchangeHandler:
         forward[HEADER_TRANSACTION_ID] = ex.txid
         forward[HEADER_CONSUMER] = consumer.code
         forward[HEADER_TRACEPARENT] = ex.traceparent
-        ex.forwarded_at = _now_us()
-        status, resp_headers, payload = await self._forward(runtime, method, url, forward, body)
-        ex.provider_responded_at = _now_us()
+        provider = service.provider
+        wait = runtime.circuits.retry_after(provider)
+        if wait is not None:
+            runtime.metrics.shed.labels("provider_circuit_open").inc()
+            raise ProviderCircuitOpen(
+                f"{provider} failed {runtime.circuits.failure_threshold} times in a row; "
+                f"retry in {math.ceil(wait)} s",
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
+        if not runtime.in_flight.try_acquire(provider):
+            runtime.circuits.abandon(provider)
+            runtime.metrics.shed.labels("provider_busy").inc()
+            raise ProviderBusy(
+                f"{runtime.in_flight.per_provider} exchanges already wait on {provider}",
+                headers=_RETRY_SOON,
+            )
+        succeeded = False
+        try:
+            ex.forwarded_at = _now_us()
+            status, resp_headers, payload = await self._forward(runtime, method, url, forward, body)
+            ex.provider_responded_at = _now_us()
+            succeeded = status < 500
+        finally:
+            runtime.in_flight.release(provider)
+            runtime.circuits.record(provider, success=succeeded)
         return status, resp_headers, payload, outcome_for_status(status)
 
     async def _read_body(
@@ -485,7 +539,12 @@ class ExchangeHandler:
         # No ``instance``: the path as sent may carry a citizen's ID number.
         body = err.body()
         try:
-            await runtime.ledger.record(ex.row(err.status, outcome, len(body)))
+            pending = runtime.ledger.submit(ex.row(err.status, outcome, len(body)))
+            if outcome is Outcome.OVERLOADED:
+                # Recorded, but not waited for: a shed request must cost next to nothing.
+                pending.add_done_callback(_ignore_result)
+            else:
+                await pending
         except LedgerUnavailable:
             log.warning("refusal %s not recorded: ledger unavailable", ex.txid)
         _observe(runtime, ex, outcome, len(body), err.status, err.code)
@@ -505,6 +564,8 @@ class ExchangeHandler:
             (b"traceparent", ex.traceparent.encode()),
         ]
         out.extend((k.lower().encode(), v.encode("latin-1")) for k, v in err.headers.items())
+        if isinstance(err, SlowSender):
+            out.append((b"connection", b"close"))  # the rest of the body may never come
         await send({"type": "http.response.start", "status": err.status, "headers": out})
         await send({"type": "http.response.body", "body": body})
 

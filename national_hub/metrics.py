@@ -126,6 +126,18 @@ class HubMetrics:
             "ngsp_node_probe_duration_seconds", "Duration of the hub's last probe of the node.",
             ["node"], registry=r, multiprocess_mode="mostrecent",
         )  # fmt: skip
+        self.circuit = Gauge(
+            "ngsp_circuit_state", "A provider's circuit: 0 closed, 1 half-open, 2 open.",
+            ["provider"], registry=r, multiprocess_mode="max",
+        )  # fmt: skip
+        self.shed = Counter(
+            "ngsp_shed", "Exchanges refused to protect the hub or a provider, by reason.",
+            ["reason"], registry=r,
+        )  # fmt: skip
+        self.loop_lag = Gauge(
+            "ngsp_event_loop_lag_seconds", "How far the hub's event loop runs behind (smoothed).",
+            registry=r, multiprocess_mode="max",
+        )  # fmt: skip
         self.today = Gauge(
             "ngsp_stats_today", "Today's totals from the ledger's rollups (Vietnam time).",
             ["measure"], registry=r, multiprocess_mode="mostrecent",

@@ -7,13 +7,15 @@ our own clients read the same answer.
 
 from __future__ import annotations
 
+import math
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from national_hub.audit import record_refusal
 from national_hub.auth import RuntimeDep
-from national_hub.contract import PROBLEM_CONTENT_TYPE, TOKEN_SCOPE, ProblemError
+from national_hub.contract import PROBLEM_CONTENT_TYPE, TOKEN_SCOPE, Outcome, ProblemError
 from national_hub.schemas import TokenResponse
 from national_hub.tokens import parse_basic_auth, verify_secret
 
@@ -22,16 +24,34 @@ __all__ = ["router"]
 router = APIRouter(tags=["oauth2"])
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_REFUSAL_OUTCOMES = {
+    401: Outcome.UNAUTHORIZED,
+    403: Outcome.FORBIDDEN,
+    413: Outcome.TOO_LARGE,
+    429: Outcome.OVERLOADED,
+}
 _MAX_FORM_BYTES = 8192
 
 
 class OAuthError(ProblemError):
     """An RFC 6749 §5.2 error."""
 
-    def __init__(self, error: str, description: str, *, status: int = 400) -> None:
+    def __init__(
+        self,
+        error: str,
+        description: str,
+        *,
+        status: int = 400,
+        node: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         headers = dict(_NO_STORE)
         if status == 401:
             headers["WWW-Authenticate"] = 'Basic realm="ngsp"'
+        if retry_after is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        #: The node the client id belongs to, when it names a registered one.
+        self.node = node
         super().__init__(
             description,
             code=error,
@@ -72,6 +92,7 @@ _FORM_SCHEMA = {
     "responses": {
         "400": {"description": "invalid_request, unsupported_grant_type or invalid_scope"},
         "401": {"description": "invalid_client"},
+        "429": {"description": "too_many_attempts: failed attempts locked the client id"},
     },
 }
 
@@ -83,6 +104,14 @@ async def issue_token(request: Request, runtime: RuntimeDep) -> Response:
         return await _issue(request, runtime)
     except OAuthError as err:
         runtime.metrics.auth_failures.labels(err.code).inc()
+        await record_refusal(
+            runtime,
+            method="POST",
+            path="/token",
+            status=err.status,
+            outcome=_REFUSAL_OUTCOMES.get(err.status, Outcome.BAD_REQUEST),
+            consumer=err.node,
+        )
         return _oauth_response(err)
 
 
@@ -135,15 +164,28 @@ async def _issue(request: Request, runtime: RuntimeDep) -> Response:
 
     snapshot = await runtime.registry.current()
     credential = snapshot.credentials.get(client_id)
+    owner = credential.node if credential else None
+    locked = runtime.logins.locked_for(client_id)
+    if locked is not None:
+        raise OAuthError(
+            "too_many_attempts",
+            f"too many failed attempts for this client; try again in {math.ceil(locked)} s",
+            status=429,
+            node=owner,
+            retry_after=locked,
+        )
     if credential is None or not verify_secret(secret, credential.secret_hash):
-        raise OAuthError("invalid_client", "unknown client or wrong secret", status=401)
+        runtime.logins.failed(client_id)
+        raise OAuthError("invalid_client", "unknown client or wrong secret", status=401, node=owner)
     node = snapshot.nodes.get(credential.node)
     if node is None or not node.active:
         raise OAuthError(
             "invalid_client",
             f"node {credential.node} is disabled or not connected",
             status=401,
+            node=owner,
         )
+    runtime.logins.succeeded(client_id)
     token = runtime.tokens.issue(node=node.code, client_id=client_id)
     runtime.metrics.tokens.labels(node.code).inc()
     payload = TokenResponse(

@@ -16,6 +16,13 @@ from national_hub.metrics import HubMetrics
 from national_hub.monitor import probe_nodes, refresh_stats
 from national_hub.procedures import Catalogue, load_catalogue
 from national_hub.registry import RegistryCache, SharedGeneration
+from national_hub.resilience import (
+    CircuitBreakers,
+    InFlight,
+    LagMonitor,
+    LoadShedder,
+    LoginThrottle,
+)
 from national_hub.settings import HubSettings
 from national_hub.tokens import TokenService
 
@@ -34,6 +41,10 @@ class Runtime:
     catalogue: Catalogue
     credentials: CredentialsFile | None
     metrics: HubMetrics
+    circuits: CircuitBreakers
+    in_flight: InFlight
+    shedder: LoadShedder
+    logins: LoginThrottle
 
 
 @contextlib.asynccontextmanager
@@ -87,7 +98,24 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
             catalogue=catalogue,
             credentials=credentials,
             metrics=metrics,
+            circuits=CircuitBreakers(
+                failure_threshold=settings.circuit_failures,
+                open_seconds=settings.circuit_open_seconds,
+                on_change=lambda provider, state: metrics.circuit.labels(provider).set(state),
+            ),
+            in_flight=InFlight(per_provider=settings.max_in_flight_per_provider),
+            shedder=LoadShedder(
+                max_in_flight=settings.max_in_flight,
+                lag_threshold=settings.shed_lag_seconds,
+                min_in_flight_to_shed=settings.shed_min_in_flight,
+                lag=LagMonitor(on_sample=metrics.loop_lag.set),
+            ),
+            logins=LoginThrottle(
+                max_failures=settings.login_max_failures,
+                window_seconds=settings.login_window_seconds,
+            ),
         )
+        runtime.shedder.lag.start()
         monitors = [
             asyncio.create_task(
                 probe_nodes(registry, http, metrics, interval=settings.probe_interval_seconds),
@@ -106,6 +134,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
         try:
             yield runtime
         finally:
+            await runtime.shedder.lag.stop()
             for task in monitors:
                 task.cancel()
             for task in monitors:

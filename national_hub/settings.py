@@ -49,6 +49,20 @@ class HubSettings(BaseSettings):
     read_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     max_json_depth: int = Field(default=32, ge=2, le=1000)
     upstream_connections: int = Field(default=512, ge=1)
+    #: Exchanges waiting on one provider at most; more get 503 provider_busy.
+    max_in_flight_per_provider: int = Field(default=256, ge=1)
+    #: Exchanges in the hub at most (per worker); more are shed with 503 hub_overloaded.
+    max_in_flight: int = Field(default=2048, ge=1)
+    #: Shed new exchanges while the event loop lags this much behind (the latency SLO) ...
+    shed_lag_seconds: float = Field(default=0.05, gt=0)
+    #: ... with at least this many exchanges in flight (lag alone may be a passing pause).
+    shed_min_in_flight: int = Field(default=256, ge=1)
+    #: Consecutive provider failures that open its circuit, and how long it stays open.
+    circuit_failures: int = Field(default=5, ge=1)
+    circuit_open_seconds: float = Field(default=10.0, gt=0)
+    #: Failed /token attempts for one client id, within the window, before it is locked.
+    login_max_failures: int = Field(default=10, ge=1)
+    login_window_seconds: float = Field(default=300.0, gt=0)
 
     #: Largest number of ledger rows written in one transaction.
     ledger_max_group: int = Field(default=2000, ge=1)

@@ -31,7 +31,9 @@ async def stalled_post(url: str, path: str, headers: dict[str, str]) -> tuple[in
     ]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + b'{"code": ')
     await writer.drain()
-    answer = await asyncio.wait_for(reader.read(65536), timeout=10)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+    length = int(head.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0])
+    answer = head + await asyncio.wait_for(reader.readexactly(length), timeout=10)
     writer.close()
     status = int(answer.split(b" ", 2)[1])
     return status, answer

@@ -1,0 +1,58 @@
+"""Refusals outside the data plane, written to the ledger like any refused exchange.
+
+A failed ``/token`` attempt or a node token on the admin API is a security event an
+auditor will look for beside the refused exchanges: it gets a ledger row with its path
+template, status and outcome (and the node, when the caller named a known client).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from uuid_utils import uuid7
+
+from national_hub.ledger import LedgerRow, LedgerUnavailable
+from national_hub.runtime import Runtime
+
+__all__ = ["record_refusal"]
+
+log = logging.getLogger("ngsp.hub.audit")
+
+
+async def record_refusal(
+    runtime: Runtime,
+    *,
+    method: str,
+    path: str,
+    status: int,
+    outcome: str,
+    consumer: str | None = None,
+) -> str:
+    """Write a refusal to the ledger; returns its transaction id."""
+    now = time.time_ns() // 1000
+    txid = str(uuid7())
+    row = LedgerRow(
+        id=txid,
+        consumer=consumer,
+        provider=None,
+        service=None,
+        procedure=None,
+        dossier=None,
+        method=method,
+        path=path,
+        status=status,
+        outcome=outcome,
+        requested_at=now,
+        forwarded_at=None,
+        provider_responded_at=None,
+        responded_at=now,
+        request_bytes=0,
+        response_bytes=0,
+        request_sha256=None,
+    )
+    try:
+        await runtime.ledger.record(row)
+    except LedgerUnavailable:
+        log.warning("refusal %s %s not recorded: ledger unavailable", method, path)
+    return txid
