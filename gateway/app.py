@@ -15,6 +15,7 @@ from gateway.runtime import open_runtime
 from gateway.settings import GatewaySettings
 from national_hub.edge import EdgeGuard, EdgeLimits
 from national_hub.errors import NotReady, install_error_handlers
+from national_hub.logs import quiet_libraries
 from national_hub.metrics import CONTENT_TYPE_LATEST, render
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -23,6 +24,7 @@ __all__ = ["create_app", "create_app_from_env"]
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     """Build the gateway: procedures, dossiers, level-4 statistics, keys, health."""
     settings = settings or GatewaySettings()
+    quiet_libraries()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

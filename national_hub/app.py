@@ -13,6 +13,7 @@ from national_hub.bootstrap import apply_registry_file
 from national_hub.edge import EdgeGuard, EdgeLimits
 from national_hub.errors import install_error_handlers
 from national_hub.exchange import EXCHANGE_PREFIX, ExchangeHandler
+from national_hub.logs import quiet_libraries
 from national_hub.runtime import open_runtime
 from national_hub.settings import HubSettings
 
@@ -65,6 +66,7 @@ class HubApp(FastAPI):
 def create_app(settings: HubSettings | None = None) -> FastAPI:
     """Build the hub: admin API, tokens, exchange, reports, metaservices, health."""
     settings = settings or HubSettings()
+    quiet_libraries()
     handler = ExchangeHandler()
 
     @contextlib.asynccontextmanager

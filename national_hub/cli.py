@@ -216,6 +216,17 @@ def ledger_verify(
     raise typer.Exit(asyncio.run(_run()))
 
 
+def _register_simulate() -> None:
+    from national_hub.simulation.cli import simulate
+
+    app.command("simulate", help="Run a scenario in virtual time beside the published figures.")(
+        simulate
+    )
+
+
+_register_simulate()
+
+
 def main() -> None:
     """Entry point of the ``ngsp`` console script."""
     app()

@@ -14,7 +14,16 @@ from typing import Any
 
 import orjson
 
-__all__ = ["JsonFormatter", "uvicorn_log_config"]
+__all__ = ["JsonFormatter", "quiet_libraries", "uvicorn_log_config"]
+
+#: Libraries whose INFO lines carry full URLs (an ID number in a path): kept to warnings.
+_CHATTY = ("httpx", "httpcore", "aiohttp.access", "hpack")
+
+
+def quiet_libraries() -> None:
+    """Keep HTTP client libraries from logging request URLs."""
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class JsonFormatter(logging.Formatter):
@@ -64,5 +73,6 @@ def uvicorn_log_config(service: str, level: str) -> dict[str, Any]:
             "uvicorn.error": {"handlers": [], "level": level, "propagate": True},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
             "ngsp": {"handlers": [], "level": level, "propagate": True},
+            **{name: {"level": "WARNING"} for name in _CHATTY},
         },
     }

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from national_hub.credentials import CredentialsFile, read_credentials
 from national_hub.edge import EdgeGuard, EdgeLimits
 from national_hub.errors import AdminTokenInvalid, NotFound, install_error_handlers
+from national_hub.logs import quiet_libraries
 from national_hub.metrics import CONTENT_TYPE_LATEST, render
 from provincial_nodes.citizens import Citizen
 from provincial_nodes.faults import FaultBook, FaultSpec
@@ -259,6 +260,7 @@ class NodesPublic(BaseModel):
 def create_app(settings: NodesSettings | None = None) -> FastAPI:
     """The control API of the nodes process."""
     settings = settings or NodesSettings()
+    quiet_libraries()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
