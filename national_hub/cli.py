@@ -13,6 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from national_hub.logs import uvicorn_log_config
+from national_hub.server import guarded_protocol
 from national_hub.settings import HubSettings
 
 __all__ = ["app", "main"]
@@ -103,7 +104,7 @@ def run_hub(settings: HubSettings, *, workers: int = 1, log_level: str = "warnin
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": guarded_protocol(settings.read_timeout_seconds),
         "access_log": False,
         "log_level": log_level,
         "backlog": 4096,
@@ -280,7 +281,7 @@ def nodes(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(10.0),
         access_log=False,
         log_level=log_level,
         log_config=uvicorn_log_config("nodes", log_level),
@@ -324,7 +325,7 @@ def gateway(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(10.0),
         access_log=False,
         log_level=log_level,
         log_config=uvicorn_log_config("gateway", log_level),

@@ -92,3 +92,33 @@ async def test_limits_on_the_api_and_the_data_plane(
         assert b'"code":"request_timeout"' in body
     # The hub is still well.
     assert (await client.get(f"{hub.url}/exchange/PROV/svc/echo", headers=auth)).status_code == 200
+
+
+def test_slow_headers_get_408_and_the_connection_closed(tmp_path: Any) -> None:
+    import socket
+
+    from tests.support.servers import ChildProcess, free_port, python_cmd, wait_http
+
+    port = free_port()
+    hub = ChildProcess(
+        python_cmd("-m", "national_hub", "hub", "--port", str(port), "--log-level", "warning"),
+        env={
+            "NGSP_HUB_DATA_DIR": str(tmp_path),
+            "NGSP_HUB_READ_TIMEOUT_SECONDS": "1",
+            "NGSP_HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}",
+        },
+        log=tmp_path / "hub.log",
+    ).start()
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc=hub.proc)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # and no more
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408")
+        assert b'"code":"request_timeout"' in answer
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+            assert idle.recv(4096).startswith(b"HTTP/1.1 408")  # silent client, same end
+    finally:
+        hub.stop()
