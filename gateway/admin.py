@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Path, Response, status
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +16,9 @@ from gateway.schemas import KeyCreate, KeyCreated, KeyPublic, KeysPublic, KeyUpd
 from national_hub.errors import NotFound
 
 __all__ = ["router"]
+
+#: A row id in a path: bounded, so no number too large for the database gets through.
+RowId = Annotated[int, Path(ge=1, le=2**62)]
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
@@ -71,7 +74,7 @@ async def create_key(data: KeyCreate, session: SessionDep, runtime: RuntimeDep) 
 
 
 @router.patch("/keys/{key_id}", response_model=KeyPublic)
-async def update_key(key_id: int, data: KeyUpdate, session: SessionDep) -> KeyPublic:
+async def update_key(key_id: RowId, data: KeyUpdate, session: SessionDep) -> KeyPublic:
     key = await _get(session, key_id)
     for name, value in data.model_dump(exclude_none=True).items():
         setattr(key, name, value)
@@ -80,7 +83,7 @@ async def update_key(key_id: int, data: KeyUpdate, session: SessionDep) -> KeyPu
 
 
 @router.delete("/keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def revoke_key(key_id: int, session: SessionDep) -> Response:
+async def revoke_key(key_id: RowId, session: SessionDep) -> Response:
     """Revoke a key: it is refused at once."""
     key = await _get(session, key_id)
     if key.revoked_at is None:

@@ -274,7 +274,9 @@ async def list_dossiers(
 @router.get("/stats/level4", response_model=Level4Report, tags=["statistics"])
 async def level4_stats(
     runtime: RuntimeDep,
-    month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None,
+    month: Annotated[
+        str | None, Query(pattern=r"^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])$")
+    ] = None,
 ) -> Level4Report:
     """Each body's level-4 share and online completion, the national figure and a ranking."""
     today = dt.date.today()

@@ -14,7 +14,7 @@ from gateway.auth import RuntimeDep
 from gateway.runtime import open_runtime
 from gateway.settings import GatewaySettings
 from national_hub.edge import EdgeGuard, EdgeLimits
-from national_hub.errors import NotReady, install_error_handlers
+from national_hub.errors import NotReady, install_error_handlers, problem_responses
 from national_hub.logs import quiet_libraries
 from national_hub.metrics import CONTENT_TYPE_LATEST, render
 
@@ -41,6 +41,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             "API key as `X-API-Key`. Errors are application/problem+json with a `code`."
         ),
         lifespan=lifespan,
+        responses=problem_responses(),
     )
     install_error_handlers(app)
 

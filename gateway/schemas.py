@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from national_hub.schemas import UtcDatetime
+
 __all__ = [
     "DossierCreate",
     "DossierPublic",
@@ -45,7 +47,7 @@ class KeyPublic(BaseModel):
     prefix: str
     rate_limit_per_minute: int
     daily_quota: int
-    created_at: dt.datetime | None
+    created_at: UtcDatetime | None
     revoked: bool
 
 
@@ -79,8 +81,8 @@ class StepPublic(BaseModel):
     transaction_id: str | None
     error_code: str | None
     error_detail: str | None
-    started_at: dt.datetime
-    finished_at: dt.datetime | None
+    started_at: UtcDatetime
+    finished_at: UtcDatetime | None
 
 
 class DossierPublic(BaseModel):
@@ -92,8 +94,8 @@ class DossierPublic(BaseModel):
     reason: str | None
     saving_vnd: int
     reported_to_hub: bool
-    created_at: dt.datetime
-    finished_at: dt.datetime | None
+    created_at: UtcDatetime
+    finished_at: UtcDatetime | None
     steps: list[StepPublic]
 
 

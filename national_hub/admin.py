@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Path, Response, status
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,6 +34,9 @@ from national_hub.schemas import (
 )
 
 __all__ = ["router"]
+
+#: A row id in a path: bounded, so no number too large for the database gets through.
+RowId = Annotated[int, Path(ge=1, le=2**62)]
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
@@ -207,7 +210,7 @@ async def create_grant(
 
 
 @router.delete("/grants/{grant_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_grant(grant_id: int, session: SessionDep, runtime: RuntimeDep) -> Response:
+async def delete_grant(grant_id: RowId, session: SessionDep, runtime: RuntimeDep) -> Response:
     await ops.delete_grant(session, grant_id=grant_id)
     await _commit(session, runtime)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

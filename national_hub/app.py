@@ -11,7 +11,7 @@ from starlette.types import Receive, Scope, Send
 from national_hub import __version__, admin, health, metaservices, oauth, reports, savings
 from national_hub.bootstrap import apply_registry_file
 from national_hub.edge import EdgeGuard, EdgeLimits
-from national_hub.errors import install_error_handlers
+from national_hub.errors import install_error_handlers, problem_responses
 from national_hub.exchange import EXCHANGE_PREFIX, ExchangeHandler
 from national_hub.logs import quiet_libraries
 from national_hub.runtime import open_runtime
@@ -87,6 +87,7 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
             "provincial nodes. Errors are application/problem+json with a stable `code`."
         ),
         lifespan=lifespan,
+        responses=problem_responses(),
     )
     install_error_handlers(app)
     app.include_router(oauth.router)

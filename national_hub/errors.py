@@ -28,6 +28,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -43,6 +44,7 @@ __all__ = [
     "NotGranted",
     "NotReady",
     "PayloadTooLarge",
+    "ProblemDetails",
     "ProviderBadResponse",
     "ProviderBusy",
     "ProviderCircuitOpen",
@@ -54,6 +56,7 @@ __all__ = [
     "UnknownService",
     "install_error_handlers",
     "problem_response",
+    "problem_responses",
 ]
 
 
@@ -180,6 +183,49 @@ class NotReady(ProblemError):
     status = 503
     code = "not_ready"
     title = "Not ready"
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem details body, with the platform's stable ``code``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str | None = None
+
+
+_PROBLEM_STATUSES = {
+    400: "Invalid request (the body names the field)",
+    401: "Missing or invalid credentials",
+    403: "Authenticated, but not allowed",
+    404: "Not found",
+    405: "Method not allowed",
+    408: "The request arrived too slowly",
+    409: "Conflicts with what exists",
+    413: "Body too large",
+    415: "Unsupported media type",
+    422: "Well formed, but cannot be processed",
+    429: "Too many requests (see Retry-After)",
+    431: "Headers too large",
+    503: "Unavailable or shedding load (see Retry-After)",
+}
+
+
+def problem_responses(*extra: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` documenting the problem+json answers every route may give."""
+    ref = {"$ref": "#/components/schemas/ProblemDetails"}
+    return {
+        status: {
+            "model": ProblemDetails,
+            "description": description,
+            "content": {PROBLEM_CONTENT_TYPE: {"schema": ref}},
+        }
+        for status, description in {**_PROBLEM_STATUSES, **dict.fromkeys(extra, "Error")}.items()
+    }
 
 
 def problem_response(error: ProblemError, instance: str | None = None) -> Response:

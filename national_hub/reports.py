@@ -41,6 +41,8 @@ __all__ = ["router", "uuid7_floor"]
 router = APIRouter(tags=["reports"])
 
 _CSV_PAGE = 5000
+_EARLIEST = dt.datetime(1970, 1, 2)
+_LATEST = dt.datetime(9000, 1, 1)
 _COLUMNS = [c.name for c in LedgerEntry.__table__.columns]
 _TIMESTAMPS = ("requested_at", "forwarded_at", "provider_responded_at", "responded_at")
 
@@ -141,6 +143,9 @@ async def list_transactions(
     cursor: Annotated[str | None, Query(pattern=r"^[0-9a-f-]{36}$")] = None,
 ) -> Any:
     """The ledger, newest first; ``Accept: text/csv`` streams every matching row as CSV."""
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None and not _EARLIEST <= moment.replace(tzinfo=None) <= _LATEST:
+            raise InvalidRequest(f"{name}: must lie between 1970 and 9000")
     if since is not None and until is not None and since >= until:
         raise InvalidRequest("since must be before until")
     query = _filtered(

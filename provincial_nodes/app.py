@@ -23,7 +23,12 @@ from pydantic import BaseModel
 
 from national_hub.credentials import CredentialsFile, read_credentials
 from national_hub.edge import EdgeGuard, EdgeLimits
-from national_hub.errors import AdminTokenInvalid, NotFound, install_error_handlers
+from national_hub.errors import (
+    AdminTokenInvalid,
+    NotFound,
+    install_error_handlers,
+    problem_responses,
+)
 from national_hub.logs import quiet_libraries
 from national_hub.metrics import CONTENT_TYPE_LATEST, render
 from provincial_nodes.citizens import Citizen
@@ -274,6 +279,7 @@ def create_app(settings: NodesSettings | None = None) -> FastAPI:
         description="Every simulated node listens on its own port; this API lists them "
         "and injects faults.",
         lifespan=lifespan,
+        responses=problem_responses(),
     )
     install_error_handlers(app)
     app.add_middleware(EdgeGuard, limits=EdgeLimits())

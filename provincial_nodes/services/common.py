@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import FastAPI, Path
 
 from national_hub.contract import ProblemError
-from national_hub.errors import install_error_handlers
+from national_hub.errors import install_error_handlers, problem_responses
 from provincial_nodes.citizens import is_valid_id_number
 from provincial_nodes.world import Person, World
 
@@ -49,7 +49,9 @@ class RefusedError(ProblemError):
 
 def service_app(title: str, description: str) -> FastAPI:
     """A service app with the platform's problem+json errors."""
-    app = FastAPI(title=title, description=description, version="1.0.0")
+    app = FastAPI(
+        title=title, description=description, version="1.0.0", responses=problem_responses()
+    )
     install_error_handlers(app)
     return app
 
