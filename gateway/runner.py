@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,38 @@ def _trace_id(dossier_id: str) -> str:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class _StepResult:
+    """How one step's exchange ended, before it is written down."""
+
+    step_id: str
+    status: str
+    http_status: int | None = None
+    outcome: str | None = None
+    txid: str | None = None
+    error_code: str | None = None
+    detail: str | None = None
+    output: bytes | None = None
+    body: Any = None
+
+
+def _step_update(dossier_id: str, result: _StepResult, now: dt.datetime) -> Any:
+    return (
+        update(DossierStep)
+        .where(DossierStep.dossier_id == dossier_id, DossierStep.step_id == result.step_id)
+        .values(
+            status=result.status,
+            http_status=result.http_status,
+            outcome=result.outcome,
+            transaction_id=result.txid,
+            error_code=result.error_code,
+            error_detail=result.detail,
+            output=result.output.decode("utf-8", "replace") if result.output else None,
+            finished_at=now,
+        )
+    )
 
 
 class ProvinceClients:
@@ -151,7 +184,12 @@ class DossierRunner:
     # -- running ---------------------------------------------------------------------
 
     async def run(self, dossier_id: str) -> None:
-        """Run (or resume) a dossier until it completes or fails."""
+        """Run (or resume) a dossier until it completes or fails.
+
+        Each step costs one commit before its exchange (the step marked started, the step
+        before it recorded) and the dossier's end one more: the least that keeps a restart
+        able to tell a step that ran from one that may have.
+        """
         async with self.db.read_session() as session:
             dossier = await session.get(Dossier, dossier_id)
             if dossier is None or dossier.status in ("completed", "failed"):
@@ -168,13 +206,13 @@ class DossierRunner:
         if procedure is None:
             await self._finish(dossier_id, "failed", f"procedure {dossier.procedure} is gone")
             return
-        await self._set_status(dossier_id, "running")
         client = self.clients.get(dossier.province)
         if client is None:
             await self._finish(dossier_id, "failed", f"no credentials for {dossier.province}")
             return
         values: dict[str, str] = orjson.loads(dossier.applicant)
         outputs: dict[str, Any] = {}
+        finished: _StepResult | None = None
         for position, step in enumerate(procedure.steps):
             previous = done.get(step.id)
             if previous is not None and previous.status == "ok":
@@ -184,18 +222,17 @@ class DossierRunner:
                 await self._finish(dossier_id, "failed", previous.error_detail or "step failed")
                 return
             if previous is not None and previous.status == "started" and step.method != "GET":
-                await self._record(
-                    dossier_id,
-                    step.id,
-                    "failed",
-                    error_code="interrupted",
-                    detail="the gateway stopped during this step; its outcome is unknown",
-                )
                 await self._finish(
                     dossier_id,
                     "failed",
                     f"step {step.id} was interrupted when the gateway stopped; "
                     "its outcome is unknown, so the dossier was not continued",
+                    step=_StepResult(
+                        step.id,
+                        "failed",
+                        error_code="interrupted",
+                        detail="the gateway stopped during this step; its outcome is unknown",
+                    ),
                 )
                 return
             try:
@@ -204,27 +241,31 @@ class DossierRunner:
                 )
             except MissingValue as exc:
                 await self._finish(
-                    dossier_id, "failed", f"step {step.id}: no value for {{{exc.args[0]}}}"
+                    dossier_id,
+                    "failed",
+                    f"step {step.id}: no value for {{{exc.args[0]}}}",
+                    step=finished,
                 )
                 return
-            await self._begin(dossier_id, position, rendered.id, rendered)
-            ok, output = await self._call(dossier_id, procedure.code, client, rendered)
-            if not ok:
-                async with self.db.read_session() as session:
-                    row = await session.get(DossierStep, (dossier_id, step.id))
-                detail = row.error_detail if row is not None else None
+            await self._begin(dossier_id, position, rendered, finished)
+            finished = await self._call(dossier_id, procedure.code, client, rendered)
+            if finished.status != "ok":
                 await self._finish(
                     dossier_id,
                     "failed",
-                    f"step {step.id} ({rendered.provider}/{rendered.service}) failed: {detail}",
+                    f"step {step.id} ({rendered.provider}/{rendered.service}) failed: "
+                    f"{finished.detail}",
+                    step=finished,
                 )
                 return
-            outputs[step.id] = output
-        await self._finish(dossier_id, "completed", None, saving=procedure.saving_vnd)
+            outputs[step.id] = finished.body
+        await self._finish(
+            dossier_id, "completed", None, saving=procedure.saving_vnd, step=finished
+        )
 
     async def _call(
         self, dossier_id: str, procedure: str, client: HubClient, step: Any
-    ) -> tuple[bool, Any]:
+    ) -> _StepResult:
         try:
             resp = await client.call(
                 step.provider,
@@ -238,42 +279,35 @@ class DossierRunner:
                 headers={"traceparent": f"00-{_trace_id(dossier_id)}-{secrets.token_hex(8)}-01"},
             )
         except TokenError as exc:
-            await self._record(
-                dossier_id, step.id, "failed", error_code="token_refused", detail=str(exc)[:500]
-            )
-            return False, None
+            return _StepResult(step.id, "failed", error_code="token_refused", detail=str(exc)[:500])
         except httpx.TransportError as exc:
-            await self._record(
-                dossier_id,
+            return _StepResult(
                 step.id,
                 "failed",
                 error_code="hub_unreachable",
                 detail=f"the hub did not answer: {type(exc).__name__}",
             )
-            return False, None
         txid = resp.headers.get("x-transaction-id")
         body: Any = None
         if resp.headers.get("content-type", "").split(";")[0].endswith("json"):
             with contextlib.suppress(orjson.JSONDecodeError):
                 body = orjson.loads(resp.content)
         if 200 <= resp.status_code < 300:
-            await self._record(
-                dossier_id,
+            return _StepResult(
                 step.id,
                 "ok",
                 http_status=resp.status_code,
                 outcome="ok",
                 txid=txid,
                 output=resp.content,
+                body=body,
             )
-            return True, body
         code = body.get("code") if isinstance(body, dict) else None
         detail = body.get("detail") if isinstance(body, dict) else None
         outcome = _HUB_OUTCOMES.get(
             str(code), "provider_error" if resp.status_code >= 500 else "client_error"
         )
-        await self._record(
-            dossier_id,
+        return _StepResult(
             step.id,
             "failed",
             http_status=resp.status_code,
@@ -282,75 +316,55 @@ class DossierRunner:
             error_code=code,
             detail=f"{resp.status_code} {code}: {detail}"[:1000],
         )
-        return False, None
 
     # -- persistence -----------------------------------------------------------------
 
-    async def _begin(self, dossier_id: str, position: int, step_id: str, step: Any) -> None:
+    async def _begin(
+        self, dossier_id: str, position: int, step: Any, finished: _StepResult | None
+    ) -> None:
+        """One commit: the step before recorded, this one started, the dossier running."""
+        now = _now()
         async with self.db.write_session() as session:
-            existing = await session.get(DossierStep, (dossier_id, step_id))
+            if finished is not None:
+                await session.execute(_step_update(dossier_id, finished, now))
+            existing = await session.get(DossierStep, (dossier_id, step.id))
             if existing is None:
                 session.add(
                     DossierStep(
                         dossier_id=dossier_id,
-                        step_id=step_id,
+                        step_id=step.id,
                         position=position,
                         provider=step.provider,
                         service=step.service,
                         method=step.method,
                         status="started",
-                        started_at=_now(),
+                        started_at=now,
                     )
                 )
             else:
                 existing.status = "started"
-                existing.started_at = _now()
-            await session.commit()
-
-    async def _record(
-        self,
-        dossier_id: str,
-        step_id: str,
-        status: str,
-        *,
-        http_status: int | None = None,
-        outcome: str | None = None,
-        txid: str | None = None,
-        error_code: str | None = None,
-        detail: str | None = None,
-        output: bytes | None = None,
-    ) -> None:
-        async with self.db.write_session() as session:
-            await session.execute(
-                update(DossierStep)
-                .where(DossierStep.dossier_id == dossier_id, DossierStep.step_id == step_id)
-                .values(
-                    status=status,
-                    http_status=http_status,
-                    outcome=outcome,
-                    transaction_id=txid,
-                    error_code=error_code,
-                    error_detail=detail,
-                    output=output.decode("utf-8", "replace") if output else None,
-                    finished_at=_now(),
-                )
-            )
-            await session.commit()
-
-    async def _set_status(self, dossier_id: str, status: str) -> None:
-        async with self.db.write_session() as session:
+                existing.started_at = now
             await session.execute(
                 update(Dossier)
-                .where(Dossier.id == dossier_id)
-                .values(status=status, updated_at=_now())
+                .where(Dossier.id == dossier_id, Dossier.status != "running")
+                .values(status="running", updated_at=now)
             )
             await session.commit()
 
     async def _finish(
-        self, dossier_id: str, status: str, reason: str | None, *, saving: int = 0
+        self,
+        dossier_id: str,
+        status: str,
+        reason: str | None,
+        *,
+        saving: int = 0,
+        step: _StepResult | None = None,
     ) -> None:
+        """One commit: the last step recorded and the dossier ended; then tell the hub."""
         now = _now()
         async with self.db.write_session() as session:
+            if step is not None:
+                await session.execute(_step_update(dossier_id, step, now))
             await session.execute(
                 update(Dossier)
                 .where(Dossier.id == dossier_id)

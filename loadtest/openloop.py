@@ -25,10 +25,22 @@ from urllib.parse import urlsplit
 import aiohttp
 from hdrh.histogram import HdrHistogram
 
-__all__ = ["LoadResult", "Request", "TargetRefused", "check_target", "run_open_loop"]
+__all__ = [
+    "LoadResult",
+    "Request",
+    "TargetRefused",
+    "check_target",
+    "new_histogram",
+    "run_open_loop",
+]
 
 #: Highest latency the histogram holds: one hour, in microseconds.
 _MAX_US = 3_600_000_000
+
+
+def new_histogram() -> HdrHistogram:
+    """An empty latency histogram: 1 µs to one hour, 3 significant digits."""
+    return HdrHistogram(1, _MAX_US, 3)
 
 
 class TargetRefused(ValueError):
@@ -74,6 +86,12 @@ class LoadResult:
     late_starts: int
     elapsed: float
     by_label: dict[str, Counter[str]]
+    #: Latencies since the progress callback last reset it (for live p50/p99).
+    interval: HdrHistogram = field(default_factory=lambda: new_histogram())
+    #: True once sending has stopped and the run is waiting for the last answers.
+    draining: bool = False
+    #: Latencies by label, when the run was asked to keep them.
+    label_histograms: dict[str, HdrHistogram] = field(default_factory=dict)
 
     @property
     def achieved_rate(self) -> float:
@@ -85,7 +103,8 @@ class LoadResult:
 
     @property
     def error_count(self) -> int:
-        return self.completed - self.ok + sum(self.errors.values())
+        """Answers other than 2xx/3xx, plus transport errors (each completed request once)."""
+        return self.completed - self.ok
 
     def percentile_ms(self, p: float) -> float:
         return float(self.histogram.get_value_at_percentile(p)) / 1000.0
@@ -125,17 +144,24 @@ async def run_open_loop(
     on_progress: Callable[[LoadResult], None] | None = None,
     allowed_hosts: frozenset[str] = frozenset(),
     rate_at: Callable[[float], float] | None = None,
+    progress_interval: float = 1.0,
+    stop: asyncio.Event | None = None,
+    latency_by_label: bool = False,
 ) -> LoadResult:
     """Send ``next_request(i)`` at ``rate`` per second for ``duration`` seconds.
 
     ``rate_at(elapsed)``, if given, overrides the rate over time (a daily profile). The
     run stops at ``duration`` or ``max_requests``, whichever comes first, then waits up to
-    ``request_timeout`` for answers still in flight.
+    ``request_timeout`` for answers still in flight. ``on_progress(result)`` is called
+    every ``progress_interval`` seconds with the result so far; it may read and reset
+    ``result.interval``, the latencies recorded since. Setting ``stop`` ends the sending
+    early (an interrupted run), as reaching ``duration`` would. With ``latency_by_label``
+    each label's latencies also go into a histogram of their own.
     """
     if rate <= 0 or duration <= 0:
         raise ValueError("rate and duration must be positive")
     cap = max_requests if max_requests is not None else int(rate * duration * 1.5) + 1000
-    histogram = HdrHistogram(1, _MAX_US, 3)
+    histogram = new_histogram()
     result = LoadResult(
         target_rate=rate,
         duration=duration,
@@ -157,7 +183,7 @@ async def run_open_loop(
     async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
 
         async def fire(req: Request, scheduled_at: float) -> None:
-            outcome: str
+            outcome = "unanswered"
             try:
                 async with session.request(
                     req.method, req.url, headers=dict(req.headers), data=req.body
@@ -169,59 +195,86 @@ async def run_open_loop(
                 result.errors["timeout"] += 1
                 outcome = "timeout"
             except aiohttp.ClientError as exc:
-                name = type(exc).__name__
-                result.errors[name] += 1
-                outcome = name
-            latency_us = int((time.perf_counter() - scheduled_at) * 1_000_000)
-            histogram.record_value(max(1, min(latency_us, _MAX_US)))
-            result.completed += 1
-            result.by_label.setdefault(req.label, Counter())[outcome] += 1
+                outcome = type(exc).__name__
+                result.errors[outcome] += 1
+            finally:
+                # Also when the run gives up on the request (cancelled after the drain).
+                if outcome == "unanswered":
+                    result.errors[outcome] += 1
+                now = time.perf_counter()
+                latency_us = max(1, min(int((now - scheduled_at) * 1e6), _MAX_US))
+                histogram.record_value(latency_us)
+                result.interval.record_value(latency_us)
+                result.completed += 1
+                result.by_label.setdefault(req.label, Counter())[outcome] += 1
+                if latency_by_label:
+                    per_label = result.label_histograms.get(req.label)
+                    if per_label is None:
+                        per_label = result.label_histograms[req.label] = new_histogram()
+                    per_label.record_value(latency_us)
 
         start = time.perf_counter()
         next_at = start
-        last_progress = start
         i = 0
-        while i < cap:
-            now = time.perf_counter()
-            elapsed = now - start
-            if elapsed >= duration:
-                break
-            current_rate = rate_at(elapsed) if rate_at is not None else rate
-            if current_rate <= 0:
-                await asyncio.sleep(0.01)
-                next_at = time.perf_counter()
-                continue
-            if next_at > now:
-                await asyncio.sleep(next_at - now)
-                now = time.perf_counter()
-            if now - next_at > 0.010:
-                result.late_starts += 1
-            req = next_request(i)
-            host = urlsplit(req.url).hostname or ""
-            if host not in checked:
-                check_target(req.url, allowed=allowed_hosts)
-                checked.add(host)
-            result.scheduled += 1
-            if len(in_flight) >= max_in_flight:
-                # Too much outstanding work: count the request as failed, do not queue it.
-                result.errors["generator_backlog"] += 1
-                histogram.record_value(max(1, int((now - next_at) * 1_000_000)))
-                result.completed += 1
-            else:
-                task = asyncio.create_task(fire(req, next_at))
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
-                result.sent += 1
-            i += 1
-            next_at += 1.0 / current_rate
-            if on_progress is not None and now - last_progress >= 1.0:
-                result.elapsed = now - start
+
+        async def report_progress() -> None:
+            # Its own task, so progress keeps coming when nothing is sent (a quiet hour of
+            # a profile) and while the last answers drain.
+            assert on_progress is not None
+            while True:
+                await asyncio.sleep(progress_interval)
+                if not result.draining:
+                    result.elapsed = time.perf_counter() - start
                 on_progress(result)
-                last_progress = now
-        # The rate is what was sent over the sending period, not over the drain after it.
-        result.elapsed = time.perf_counter() - start
-        if in_flight:
-            await asyncio.wait(in_flight, timeout=request_timeout + 1)
+
+        reporter = asyncio.create_task(report_progress()) if on_progress is not None else None
+        try:
+            while i < cap:
+                now = time.perf_counter()
+                elapsed = now - start
+                if elapsed >= duration or (stop is not None and stop.is_set()):
+                    break
+                current_rate = rate_at(elapsed) if rate_at is not None else rate
+                if current_rate <= 0:
+                    await asyncio.sleep(0.01)
+                    next_at = time.perf_counter()
+                    continue
+                if next_at > now:
+                    await asyncio.sleep(next_at - now)
+                    now = time.perf_counter()
+                if now - next_at > 0.010:
+                    result.late_starts += 1
+                req = next_request(i)
+                host = urlsplit(req.url).hostname or ""
+                if host not in checked:
+                    check_target(req.url, allowed=allowed_hosts)
+                    checked.add(host)
+                result.scheduled += 1
+                if len(in_flight) >= max_in_flight:
+                    # Too much outstanding work: count the request as failed, do not queue it.
+                    result.errors["generator_backlog"] += 1
+                    backlog_us = max(1, min(int((now - next_at) * 1e6), _MAX_US))
+                    histogram.record_value(backlog_us)
+                    result.interval.record_value(backlog_us)
+                    result.completed += 1
+                else:
+                    task = asyncio.create_task(fire(req, next_at))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+                    result.sent += 1
+                i += 1
+                next_at += 1.0 / current_rate
+            # The rate is what was sent over the sending period, not over the drain after it.
+            result.elapsed = time.perf_counter() - start
+            result.draining = True
+            if in_flight:
+                await asyncio.wait(in_flight, timeout=request_timeout + 1)
+        finally:
+            if reporter is not None:
+                reporter.cancel()
             for task in list(in_flight):
                 task.cancel()
+            pending = [t for t in (reporter, *in_flight) if t is not None]
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
     return result

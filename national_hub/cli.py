@@ -217,15 +217,17 @@ def ledger_verify(
     raise typer.Exit(asyncio.run(_run()))
 
 
-def _register_simulate() -> None:
+def _register_commands() -> None:
+    from loadtest.cli import load
     from national_hub.simulation.cli import simulate
 
     app.command("simulate", help="Run a scenario in virtual time beside the published figures.")(
         simulate
     )
+    app.command("load", help="Open-loop load against a running network; capacity reports.")(load)
 
 
-_register_simulate()
+_register_commands()
 
 
 def main() -> None:

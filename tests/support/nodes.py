@@ -8,13 +8,13 @@ from typing import Any
 
 from provincial_nodes.app import create_app as create_nodes_app
 from provincial_nodes.settings import NodesSettings
-from tests.support.servers import ThreadServer
+from tests.support.servers import ThreadServer, free_port
 
 
 def nodes_settings(data_dir: Path, hub: Any, **overrides: Any) -> NodesSettings:
     values: dict[str, Any] = {
         "data_dir": data_dir,
-        "port": 0,
+        "port": free_port(),
         "node_port_base": 0,
         "hub_url": hub.url,
         "hub_admin_token": hub.admin_token,
@@ -36,7 +36,7 @@ def nodes_starter(data_dir: Path) -> tuple[Callable[..., ThreadServer], Callable
 
     def start(hub: Any, **overrides: Any) -> ThreadServer:
         settings = nodes_settings(data_dir, hub, **overrides)
-        server = ThreadServer(create_nodes_app(settings)).start()
+        server = ThreadServer(create_nodes_app(settings), port=settings.port).start()
         started.append(server)
         return server
 
