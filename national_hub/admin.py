@@ -58,6 +58,7 @@ ReadSessionDep = Annotated[AsyncSession, Depends(_read_session)]
 
 async def _commit(session: AsyncSession, runtime: Runtime) -> None:
     """Commit before answering, then make every worker reload the registry."""
+    await ops.bump_version(session)
     await session.commit()
     await runtime.registry.changed()
 

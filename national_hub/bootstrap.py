@@ -41,6 +41,7 @@ async def apply_registry_file(runtime: Runtime, path: Path) -> RegistryApplied:
         nodes, services, grants, created = await registry_service.apply_document(
             session, document=document
         )
+        await registry_service.bump_version(session)
         await session.commit()
     await runtime.registry.changed()
     if runtime.credentials is not None:

@@ -108,6 +108,15 @@ class Credential(Base):
     rotated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class RegistryVersion(Base):
+    """One row, incremented with every registry change: replicas reload when it moves."""
+
+    __tablename__ = "registry_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class LedgerEntry(Base):
     """One exchange, refused ones included. Written in groups by the ledger writer."""
 

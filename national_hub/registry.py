@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import mmap
 import os
 import struct
@@ -24,7 +25,7 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from national_hub.models import Credential, Grant, Node, Service
+from national_hub.models import Credential, Grant, Node, RegistryVersion, Service
 from national_hub.paths import PathTemplates
 
 __all__ = [
@@ -103,6 +104,8 @@ class Snapshot:
         return sorted(result, key=lambda s: (s.provider, s.code))
 
 
+log = logging.getLogger("ngsp.hub.registry")
+
 EMPTY = Snapshot(nodes={}, services={}, grants=frozenset(), credentials={})
 
 
@@ -155,6 +158,11 @@ async def load_snapshot(session: AsyncSession) -> Snapshot:
     return Snapshot(nodes=nodes, services=services, grants=grants, credentials=credentials)
 
 
+async def _version(session: AsyncSession) -> int:
+    value = await session.scalar(select(RegistryVersion.version).where(RegistryVersion.id == 1))
+    return int(value or 0)
+
+
 class SharedGeneration:
     """An 8-byte value in a memory-mapped file that every worker on this host can see."""
 
@@ -196,6 +204,7 @@ class RegistryCache:
         self._lock = asyncio.Lock()
         self._poll_seconds = poll_seconds
         self._poller: asyncio.Task[None] | None = None
+        self._db_version = -1
         self.snapshot: Snapshot = EMPTY
 
     async def start(self) -> None:
@@ -219,8 +228,10 @@ class RegistryCache:
         async with self._lock:
             seen = self._generation.read()
             async with self._sessions() as session:
+                version = await _version(session)
                 self.snapshot = await load_snapshot(session)
             self._seen = seen
+            self._db_version = version
 
     async def changed(self) -> None:
         """Call after committing a registry change."""
@@ -228,7 +239,17 @@ class RegistryCache:
         await self.reload()
 
     async def _poll(self) -> None:
+        """For replicas on other hosts: reload when the database's version moves.
+
+        Reading one row is cheap; rebuilding the snapshot is not (tens of milliseconds on
+        the event loop with a national roster), so it happens only after a change.
+        """
         while True:
             await asyncio.sleep(self._poll_seconds)
-            with contextlib.suppress(Exception):
-                await self.reload()
+            try:
+                async with self._sessions() as session:
+                    version = await _version(session)
+                if version != self._db_version:
+                    await self.reload()
+            except Exception as exc:  # the database may be down for a moment; keep polling
+                log.warning("registry poll failed: %s", exc)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from national_hub.errors import Conflict, InvalidRequest, NotFound
-from national_hub.models import Credential, Grant, Node, Service
+from national_hub.models import Credential, Grant, Node, RegistryVersion, Service
 from national_hub.schemas import (
     CredentialCreate,
     CredentialCreated,
@@ -29,6 +29,7 @@ from national_hub.tokens import hash_secret, new_client_id, new_secret
 
 __all__ = [
     "apply_document",
+    "bump_version",
     "create_credential",
     "create_grant",
     "create_node",
@@ -43,6 +44,15 @@ __all__ = [
     "update_node",
     "update_service",
 ]
+
+
+async def bump_version(session: AsyncSession) -> None:
+    """Mark the registry changed, in the transaction that changes it (see ``registry.py``)."""
+    await session.execute(
+        update(RegistryVersion)
+        .where(RegistryVersion.id == 1)
+        .values(version=RegistryVersion.version + 1)
+    )
 
 
 async def get_node(session: AsyncSession, *, code: str) -> Node:

@@ -58,7 +58,9 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
         if settings.auto_migrate:
             await upgrade_database(db)
         registry = RegistryCache(
-            db.read_session, SharedGeneration(settings.data_dir / "registry.gen")
+            db.read_session,
+            SharedGeneration(settings.data_dir / "registry.gen"),
+            poll_seconds=settings.registry_poll_seconds,
         )
         await registry.start()
         ledger = LedgerWriter.for_database(

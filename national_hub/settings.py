@@ -71,6 +71,8 @@ class HubSettings(BaseSettings):
     #: Minutes east of UTC that define a statistics day (Vietnam: UTC+7).
     stats_utc_offset_minutes: int = Field(default=420, ge=-720, le=840)
 
+    #: How often a replica checks the database for registry changes made on other hosts.
+    registry_poll_seconds: float = Field(default=5.0, gt=0, le=3600)
     #: How often the hub probes every connected node's /healthz.
     probe_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
     #: How often the statistics gauges are read from the rollups.

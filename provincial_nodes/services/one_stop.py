@@ -80,15 +80,15 @@ def create_app(world: World) -> FastAPI:
                 status="completed",
                 created_at=created,
             )
-            await world.state.save(dossier)
-            await world.state.save(
+            await world.state.save_all(
+                dossier,
                 Residence(
                     citizen_id_number=person.id_number,
                     province=province,
                     address=data.address,
                     dossier_id=dossier.dossier_id,
                     registered_at=created,
-                )
+                ),
             )
         return RegistrationPublic(**_fields(dossier), address=data.address)
 

@@ -122,6 +122,6 @@ async def test_migrations_match_models_and_downgrade(database_url: str) -> None:
         await upgrade_database(database)
         async with database.reader.connect() as conn:
             version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-        assert version == "0002"
+        assert version == "0003"
     finally:
         await database.dispose()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -72,3 +74,39 @@ def test_registry_change_reaches_every_worker(tmp_path: Path, database_url: str)
             assert statuses == {403}
         finally:
             assert hub.stop() == 0, hub.output()
+
+
+async def test_replicas_on_other_hosts_follow_the_database(
+    tmp_path: Path, database_url: str, provider: Any
+) -> None:
+    """Two hubs sharing only the database (as on two machines) see each other's changes."""
+    from tests.national_hub.conftest import build_network
+    from tests.support.hub import hub_starter
+
+    start_a, stop_a = hub_starter(tmp_path / "a", database_url)
+    start_b, stop_b = hub_starter(tmp_path / "b", database_url)
+    try:
+        hub_a = start_a(registry_poll_seconds=0.2)
+        hub_b = start_b(registry_poll_seconds=0.2)
+        async with httpx.AsyncClient(timeout=10) as client:
+            net = await build_network(hub_a, provider, client)
+            token = await net.token(client, "CONS")
+            auth = {"Authorization": f"Bearer {token}"}
+            url_b = f"{hub_b.url}/exchange/PROV/svc/echo"
+            for _ in range(50):  # B picks the new registry up from the database
+                if (await client.get(url_b, headers=auth)).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert (await client.get(url_b, headers=auth)).status_code == 200
+            grants = (await client.get(f"{hub_a.url}/admin/grants", headers=hub_a.admin)).json()
+            await client.delete(
+                f"{hub_a.url}/admin/grants/{grants['items'][0]['id']}", headers=hub_a.admin
+            )
+            for _ in range(50):
+                if (await client.get(url_b, headers=auth)).status_code == 403:
+                    break
+                await asyncio.sleep(0.1)
+            assert (await client.get(url_b, headers=auth)).status_code == 403
+    finally:
+        stop_a()
+        stop_b()
