@@ -92,6 +92,9 @@ class LoadResult:
     draining: bool = False
     #: Latencies by label, when the run was asked to keep them.
     label_histograms: dict[str, HdrHistogram] = field(default_factory=dict)
+    #: Latencies of the answers that succeeded (2xx/3xx) alone: what a server that sheds
+    #: load (fast 503s) did for the requests it admitted.
+    ok_histogram: HdrHistogram = field(default_factory=lambda: new_histogram())
 
     @property
     def achieved_rate(self) -> float:
@@ -205,6 +208,8 @@ async def run_open_loop(
                 latency_us = max(1, min(int((now - scheduled_at) * 1e6), _MAX_US))
                 histogram.record_value(latency_us)
                 result.interval.record_value(latency_us)
+                if outcome.isdigit() and 200 <= int(outcome) < 400:
+                    result.ok_histogram.record_value(latency_us)
                 result.completed += 1
                 result.by_label.setdefault(req.label, Counter())[outcome] += 1
                 if latency_by_label:

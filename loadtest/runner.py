@@ -142,8 +142,11 @@ def merge_results(step: Step, parts: list[Mapping[str, Any]]) -> LoadResult:
     errors: Counter[str] = Counter()
     by_label: dict[str, Counter[str]] = {}
     label_histograms: dict[str, HdrHistogram] = {}
+    ok_histogram = new_histogram()
     for part in parts:
         histogram.decode_and_add(part["histogram"])
+        if "ok_histogram" in part:
+            ok_histogram.decode_and_add(part["ok_histogram"])
         for label, encoded in part.get("label_histograms", {}).items():
             label_histograms.setdefault(label, new_histogram()).decode_and_add(encoded)
         statuses.update({int(k): v for k, v in part["statuses"].items()})
@@ -163,6 +166,7 @@ def merge_results(step: Step, parts: list[Mapping[str, Any]]) -> LoadResult:
         elapsed=max((p["elapsed"] for p in parts), default=0.0),
         by_label=by_label,
         label_histograms=label_histograms,
+        ok_histogram=ok_histogram,
     )
 
 
@@ -454,6 +458,7 @@ async def _run_step(
         "errors": dict(result.errors),
         "by_label": {label: dict(c) for label, c in result.by_label.items()},
         "histogram": result.histogram.encode(),
+        "ok_histogram": result.ok_histogram.encode(),
         "label_histograms": {k: h.encode() for k, h in result.label_histograms.items()},
         "late_starts": result.late_starts,
         "elapsed": result.elapsed,
