@@ -205,6 +205,7 @@ async def submit_dossier(
         hub_reported=False,
         created_at=now,
         updated_at=now,
+        **runtime.runner.claim_values(),
     )
     try:
         async with runtime.db.write_session() as session:

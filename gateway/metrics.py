@@ -49,8 +49,19 @@ class GatewayMetrics:
             registry=r,
         )
 
+        self.procedures = Gauge(
+            "ngsp_gateway_procedures",
+            "A body's administrative procedures, all and those offered at level 4 "
+            "(sum both over bodies for the national share).",
+            ["body", "kind", "level"],
+            registry=r,
+        )
+
     def set_level4(self, model: Level4Model, kinds: dict[str, str]) -> None:
-        for code in model.bodies:
+        for code, offer in model.bodies.items():
+            kind = kinds.get(code, "unknown")
             share = model.share(code)
             if share is not None:
-                self.level4.labels(code, kinds.get(code, "unknown")).set(share)
+                self.level4.labels(code, kind).set(share)
+            self.procedures.labels(code, kind, "all").set(offer.procedures)
+            self.procedures.labels(code, kind, "level4").set(offer.level4)

@@ -82,6 +82,16 @@ class KeyLimiter:
             exceeded=exceeded,
         )
 
+    async def close(self) -> None:
+        """Release the Redis connections, if any."""
+        if isinstance(self.storage, RedisStorage):
+            client = getattr(self.storage, "storage", None)
+            closer = getattr(client, "aclose", None) or getattr(client, "close", None)
+            if closer is not None:
+                result = closer()
+                if hasattr(result, "__await__"):
+                    await result
+
     async def ping(self) -> bool:
         return bool(await self.storage.check())
 

@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import logging
 import secrets
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from sqlalchemy import select, update
 from gateway.metrics import GatewayMetrics
 from gateway.models import Dossier, DossierStep
 from gateway.steps import MissingValue, render_step
+from national_hub.credentials import read_credentials
 from national_hub.db import Database
 from national_hub.procedures import Catalogue
 from provincial_nodes.client import HubClient, TokenError
@@ -38,6 +40,10 @@ __all__ = ["DossierRunner", "ProvinceClients"]
 log = logging.getLogger("ngsp.gateway.runner")
 
 #: Outcomes a step records, as the hub's ledger names them.
+#: How long a replica's claim on a dossier lasts; every step renews it. Longer than any
+#: step can take (the hub answers within its provider timeout).
+CLAIM_SECONDS = 120.0
+
 _HUB_OUTCOMES = {
     "missing_token": "unauthorized",
     "invalid_token": "unauthorized",
@@ -109,11 +115,14 @@ class ProvinceClients:
     def get(self, province: str) -> HubClient | None:
         client = self._clients.get(province)
         if client is None:
-            try:
-                client = HubClient.from_credentials(self.credentials, province, http=self.http)
-            except (KeyError, OSError):
+            # Only the province's own entry is read: the hub is the one the gateway is
+            # configured with, whoever wrote the file.
+            cred = read_credentials(self.credentials).get("nodes", {}).get(province)
+            if not isinstance(cred, dict) or "client_id" not in cred:
                 return None
-            client.hub_url = self.hub_url
+            client = HubClient(
+                self.hub_url, cred["client_id"], cred["client_secret"], http=self.http
+            )
             self._clients[province] = client
         return client
 
@@ -132,8 +141,12 @@ class DossierRunner:
         *,
         on_finished: Callable[[Dossier], Awaitable[None]] | None = None,
         metrics: GatewayMetrics | None = None,
+        replica: str | None = None,
     ) -> None:
         self.metrics = metrics
+        #: This replica, in the dossiers it claims; the same after a restart, so that a
+        #: restarted gateway takes its own unfinished dossiers back at once.
+        self.replica = replica or uuid.uuid4().hex
         self.db = db
         self.catalogue = catalogue
         self.clients = clients
@@ -158,16 +171,50 @@ class DossierRunner:
                 del self._tasks[dossier_id]
 
     async def resume_unfinished(self) -> int:
-        """Start every dossier a previous run left accepted or running."""
+        """Start every unfinished dossier that no live replica holds (a stopped one's)."""
+        now = _now()
         async with self.db.read_session() as session:
             ids = (
                 await session.scalars(
-                    select(Dossier.id).where(Dossier.status.in_(("accepted", "running")))
+                    select(Dossier.id).where(
+                        Dossier.status.in_(("accepted", "running")),
+                        (Dossier.claimed_until.is_(None))
+                        | (Dossier.claimed_until < now)
+                        | (Dossier.claimed_by == self.replica),
+                    )
                 )
             ).all()
+        started = 0
         for dossier_id in ids:
-            self.start(dossier_id)
-        return len(ids)
+            if dossier_id not in self._tasks:
+                self.start(dossier_id)
+                started += 1
+        return started
+
+    def claim_values(self) -> dict[str, Any]:
+        """Columns that claim a dossier for this replica for the next ``CLAIM_SECONDS``."""
+        return {
+            "claimed_by": self.replica,
+            "claimed_until": _now() + dt.timedelta(seconds=CLAIM_SECONDS),
+        }
+
+    async def _claim(self, dossier_id: str) -> bool:
+        """Take the dossier unless another live replica holds it."""
+        now = _now()
+        async with self.db.write_session() as session:
+            result = await session.execute(
+                update(Dossier)
+                .where(
+                    Dossier.id == dossier_id,
+                    Dossier.status.in_(("accepted", "running")),
+                    (Dossier.claimed_by.is_(None))
+                    | (Dossier.claimed_by == self.replica)
+                    | (Dossier.claimed_until < now),
+                )
+                .values(**self.claim_values())
+            )
+            await session.commit()
+        return bool(getattr(result, "rowcount", 0))
 
     async def close(self, grace: float = 5.0) -> None:
         """Let running dossiers finish for a moment, then stop them (they resume later)."""
@@ -202,6 +249,8 @@ class DossierRunner:
                     )
                 ).all()
             }
+        if not await self._claim(dossier_id):
+            return  # another replica is running it
         procedure = self.catalogue.get(dossier.procedure)
         if procedure is None:
             await self._finish(dossier_id, "failed", f"procedure {dossier.procedure} is gone")
@@ -346,8 +395,8 @@ class DossierRunner:
                 existing.started_at = now
             await session.execute(
                 update(Dossier)
-                .where(Dossier.id == dossier_id, Dossier.status != "running")
-                .values(status="running", updated_at=now)
+                .where(Dossier.id == dossier_id)
+                .values(status="running", updated_at=now, **self.claim_values())
             )
             await session.commit()
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,11 +73,27 @@ async def _demo_key(runtime: GatewayRuntime, credentials: CredentialsFile) -> st
     return key
 
 
+def _replica_id(data_dir: Path) -> str:
+    """This gateway's replica id, kept in its data directory across restarts."""
+    path = data_dir / "gateway-replica.id"
+    try:
+        value = path.read_text().strip()
+    except FileNotFoundError:
+        value = ""
+    if len(value) != 32:
+        value = uuid.uuid4().hex
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(value)
+    return value
+
+
 async def _retry_reports(runner: DossierRunner) -> None:
+    """Retry hub reports, and pick up dossiers a stopped replica left behind."""
     while True:
         await asyncio.sleep(_REPORT_RETRY_SECONDS)
         try:
             await runner.report_pending()
+            await runner.resume_unfinished()
         except Exception as exc:  # the database may be briefly unavailable; try again later
             log.warning("retrying hub reports failed: %s", exc)
 
@@ -94,7 +111,9 @@ async def open_runtime(settings: GatewaySettings) -> AsyncIterator[GatewayRuntim
         await upgrade_database(db, location=MIGRATIONS)
         catalogue = load_catalogue(settings.procedures_file)
         metrics = GatewayMetrics()
-        runner = DossierRunner(db, catalogue, clients, metrics=metrics)
+        runner = DossierRunner(
+            db, catalogue, clients, metrics=metrics, replica=_replica_id(settings.data_dir)
+        )
         roster = load_roster("roster-2020")
         level4 = load_level4(settings.level4_file)
         metrics.set_level4(level4, {node.code: node.kind for node in roster})
@@ -133,4 +152,5 @@ async def open_runtime(settings: GatewaySettings) -> AsyncIterator[GatewayRuntim
             await runner.close()
     finally:
         await clients.aclose()
+        await limiter.close()
         await db.dispose()

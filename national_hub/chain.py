@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from operator import itemgetter
 from typing import Any
 
-__all__ = ["CHAINED_FIELDS", "GENESIS", "row_hash"]
+__all__ = ["CHAINED_FIELDS", "GENESIS", "MISSING", "SEPARATOR", "row_hash"]
 
 GENESIS = "0" * 64
+#: What the hash puts before each field, and what it takes for a missing value (None).
+SEPARATOR = "\x1f"
+MISSING = "\x00"
 #: The fields a row's hash covers, in order: everything the ledger records.
 CHAINED_FIELDS = (
     "id",
@@ -40,13 +44,18 @@ CHAINED_FIELDS = (
     "response_bytes",
     "request_sha256",
 )
+_chained = itemgetter(*CHAINED_FIELDS)
+_sha256 = hashlib.sha256
 
 
 def row_hash(previous: str, row: Mapping[str, Any]) -> str:
-    """The hash of a row linked to the previous row's hash."""
-    digest = hashlib.sha256(previous.encode())
-    for name in CHAINED_FIELDS:
-        value = row[name]
-        # A separator between fields, and a marker no text can take for a missing value.
-        digest.update(b"\x1f\x00" if value is None else b"\x1f" + str(value).encode())
-    return digest.hexdigest()
+    """The hash of a row linked to the previous row's hash.
+
+    SHA-256 of the previous hash, then, for each field in ``CHAINED_FIELDS`` order, a
+    separator and the field's text (``str``), or a marker no text can take for a missing
+    value. The text is joined first and hashed in one call: UTF-8 of a concatenation is the
+    concatenation of the UTF-8, so the bytes hashed are those of feeding the fields one by
+    one, at half the cost.
+    """
+    fields = [MISSING if value is None else str(value) for value in _chained(row)]
+    return _sha256(SEPARATOR.join([previous, *fields]).encode()).hexdigest()

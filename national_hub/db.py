@@ -45,7 +45,10 @@ def sqlite_path(url: str) -> Path:
 
 
 def _sqlite_engine(url: str, *, synchronous: str, immediate: bool) -> AsyncEngine:
-    engine = create_async_engine(url, pool_size=4 if immediate else 8, max_overflow=4)
+    # hide_parameters: an error's text must not carry the rows it failed on.
+    engine = create_async_engine(
+        url, pool_size=4 if immediate else 8, max_overflow=4, hide_parameters=True
+    )
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -82,7 +85,9 @@ class Database:
             writer = _sqlite_engine(url, synchronous=sqlite_synchronous, immediate=True)
             reader = _sqlite_engine(url, synchronous=sqlite_synchronous, immediate=False)
         else:
-            writer = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            writer = create_async_engine(
+                url, pool_size=10, max_overflow=10, pool_pre_ping=True, hide_parameters=True
+            )
             reader = writer
         return cls(
             url=url,

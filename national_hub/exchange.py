@@ -162,6 +162,7 @@ def _observe(
         provider_seconds=provider_seconds,
         request_bytes=ex.request_bytes,
         response_bytes=response_bytes,
+        granted=ex.granted,
     )
     if log.isEnabledFor(logging.INFO):
         log.info(
@@ -205,6 +206,7 @@ class _Exchange:
         "consumer",
         "dossier",
         "forwarded_at",
+        "granted",
         "method",
         "path_template",
         "procedure",
@@ -234,6 +236,7 @@ class _Exchange:
         self.provider_responded_at: int | None = None
         self.request_bytes = 0
         self.request_sha256: str | None = None
+        self.granted = False
         self.trace_id = ""
         self.span_id = ""
         self.trace_flags = "01"
@@ -372,6 +375,7 @@ class ExchangeHandler:
 
         # 3. Authorise.
         authorise(snapshot, consumer.code, service)
+        ex.granted = True
 
         # 4. Validate what is forwarded.
         method = ex.method

@@ -539,10 +539,14 @@ class LedgerWriter:
         sqlite_synchronous: str = "FULL",
         on_group: Callable[[int, float, int], None] | None = None,
         on_failure: Callable[[], None] | None = None,
+        on_depth: Callable[[int], None] | None = None,
     ) -> None:
         #: Told the size, commit time and remaining queue of each group (for metrics).
         self._on_group = on_group
         self._on_failure = on_failure
+        #: Told the queue's depth when rows arrive and when a group is taken, so a stalled
+        #: writer shows as a growing queue.
+        self._on_depth = on_depth
         self._store: _Store
         if sqlite_file is not None:
             self._store = _SqliteStore(
@@ -576,6 +580,7 @@ class LedgerWriter:
         sqlite_synchronous: str = "FULL",
         on_group: Callable[[int, float, int], None] | None = None,
         on_failure: Callable[[], None] | None = None,
+        on_depth: Callable[[int], None] | None = None,
     ) -> LedgerWriter:
         """The writer suited to the database: one-hop SQLite writes, or SQLAlchemy."""
         sqlite_file = None
@@ -589,6 +594,7 @@ class LedgerWriter:
             sqlite_synchronous=sqlite_synchronous,
             on_group=on_group,
             on_failure=on_failure,
+            on_depth=on_depth,
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -634,6 +640,8 @@ class LedgerWriter:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         self._wakeup.set()
+        if self._on_depth is not None:
+            self._on_depth(len(self._pending))
         return future
 
     # -- the writer loop -------------------------------------------------------------
@@ -645,6 +653,8 @@ class LedgerWriter:
             while self._pending:
                 group = self._pending[: self._max_group]
                 del self._pending[: self._max_group]
+                if self._on_depth is not None:
+                    self._on_depth(len(self._pending))
                 await self._commit_group(group)
             if self._closing:
                 return

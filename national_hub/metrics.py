@@ -163,8 +163,18 @@ class HubMetrics:
         provider_seconds: float | None,
         request_bytes: int,
         response_bytes: int,
+        granted: bool = True,
     ) -> None:
-        """Count one exchange (labels already bounded by the caller)."""
+        """Count one exchange.
+
+        An exchange refused before its grant was checked, or for want of one, is counted
+        by consumer and outcome alone (provider and service ``none``): what a caller asks
+        for is request content, and only granted (consumer, provider, service) triples,
+        which the admin decides, may become label sets.
+        """
+        if not granted:
+            self.exchanges.labels(consumer, "none", "none", outcome).inc()
+            return
         self.exchanges.labels(consumer, provider, service, outcome).inc()
         self.exchange_seconds.labels(provider, service).observe(total_seconds)
         if provider_seconds is not None:
@@ -177,4 +187,3 @@ class HubMetrics:
     def ledger_group_committed(self, size: int, seconds: float, depth: int) -> None:
         self.ledger_group.observe(size)
         self.ledger_commit.observe(seconds)
-        self.ledger_queue.set(depth)

@@ -9,6 +9,7 @@ so they are right across worker processes and restarts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -59,7 +60,11 @@ async def probe_nodes(
         await asyncio.gather(*(one(n.code, n.base_url) for n in nodes))
         for code, node in snapshot.nodes.items():
             if not node.active:
-                metrics.node_up.labels(code).set(0)
+                # Not probed: a node not connected (yet) is not a node that is down.
+                with contextlib.suppress(KeyError):
+                    metrics.node_up.remove(code)
+                with contextlib.suppress(KeyError):
+                    metrics.node_probe_seconds.remove(code)
         await asyncio.sleep(max(0.0, interval - (time.perf_counter() - started)))
 
 

@@ -71,6 +71,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
             sqlite_synchronous=settings.sqlite_synchronous,
             on_group=metrics.ledger_group_committed,
             on_failure=metrics.ledger_failures.inc,
+            on_depth=metrics.ledger_queue.set,
         )
         await ledger.start()
         connector = aiohttp.TCPConnector(

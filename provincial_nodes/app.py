@@ -126,7 +126,13 @@ async def open_network(settings: NodesSettings) -> AsyncIterator[Network]:
         for i, node in enumerate(roster):
             port = settings.node_port_base + i if settings.node_port_base else 0
             app = NodeApp(node.code, {s: apps[s] for s in offered[node.code]}, faults, metrics)
-            listener = NodeListener(node.code, EdgeGuard(app, EdgeLimits()), settings.host, port)
+            listener = NodeListener(
+                node.code,
+                EdgeGuard(app, EdgeLimits()),
+                settings.host,
+                port,
+                advertised_host=settings.advertised_host,
+            )
             await listener.start()
             listeners[node.code] = listener
         network = Network(
@@ -143,7 +149,10 @@ async def open_network(settings: NodesSettings) -> AsyncIterator[Network]:
         credentials = CredentialsFile(settings.credentials_path)
         credentials.set_section(
             "nodes_control",
-            {"url": f"http://{settings.host}:{settings.port}", "admin_token": admin_token},
+            {
+                "url": f"http://{settings.advertised_host or settings.host}:{settings.port}",
+                "admin_token": admin_token,
+            },
         )
         if settings.register_with_hub:
             openapi = {code: app.openapi() for code, app in service_apps(world).items()}

@@ -127,17 +127,21 @@ def bind(host: str, port: int) -> socket.socket:
 class NodeListener:
     """A uvicorn server for one node, which can stop listening and start again."""
 
-    def __init__(self, code: str, app: ASGIApp, host: str, port: int) -> None:
+    def __init__(
+        self, code: str, app: ASGIApp, host: str, port: int, advertised_host: str | None = None
+    ) -> None:
         self.code = code
         self.app = app
         self.host = host
         self.port = port
+        self.advertised_host = advertised_host or host
         self._server: uvicorn.Server | None = None
         self._socket: socket.socket | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        """Where the hub reaches this node."""
+        return f"http://{self.advertised_host}:{self.port}"
 
     @property
     def listening(self) -> bool:

@@ -19,6 +19,9 @@ class NodesSettings(BaseSettings):
     host: str = "127.0.0.1"
     #: The control API (node list, fault injection, health).
     port: int = Field(default=8100, ge=0, le=65535)
+    #: The host name the hub should use to reach the nodes (default: ``host``); set it when
+    #: the nodes listen on 0.0.0.0 in a container.
+    advertised_host: str | None = None
     #: Each node listens on its own port, from this one up, in roster order. 0: any free port.
     node_port_base: int = Field(default=8101, ge=0, le=65535)
     data_dir: Path = Path("ngsp-data")

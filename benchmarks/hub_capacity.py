@@ -1,0 +1,365 @@
+"""The hub's own capacity at the SLO, its behaviour under a flood, and a soak.
+
+    python benchmarks/hub_capacity.py [--database sqlite|postgresql] [--workers N]
+                                      [--soak-minutes 10] [--json FILE]
+
+The provider is nginx serving a small static JSON document, so what is measured is the
+hub (token check, grant check, forwarding, the durable ledger) and the load generator,
+not the simulated nodes' Python (``benchmarks/capacity.py`` measures the whole network).
+Everything runs on this machine's cores, generator included, on 127.0.0.1.
+
+1. **Capacity**: the open-loop generator (``loadtest``) steps the rate up until p99,
+   measured from each request's scheduled time, passes ``--slo-p99`` or errors pass 0.1%;
+   the same search through a plain nginx reverse proxy in front of the same provider.
+2. **Hub-added latency** at 50% of the hub's capacity: through the hub against straight
+   to the provider, same rate, same generator; the difference of the medians and p99s.
+3. **Flood**: 3× the hub's capacity for ``--flood-seconds``: how much the hub sheds
+   (503 ``hub_overloaded`` with ``Retry-After``), and the p99 of the requests it admits.
+   Then **recovery**: 50% of capacity at once after the flood, its p99 and errors.
+4. **Soak** (with ``--soak-minutes``): 80% of capacity for that long; errors, and the
+   hub's resident memory and open file descriptors sampled every 10 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hub_vs_nginx import SECRET, nginx_conf, registry
+
+from loadtest.capacity import CapacityResult, find_capacity
+from loadtest.openloop import Request
+from loadtest.profile import Shape
+from loadtest.runner import GeneratorPool, RunResult, Step
+from loadtest.targets import FixedTargetSpec
+
+PG_ADMIN = os.environ.get("NGSP_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+PATH = "/citizens/001203004567"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def process_tree(pid: int) -> list[int]:
+    """The hub's processes: the command and its workers."""
+    pids = [pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) in pids:
+                pids.append(int(entry.name))
+    return pids
+
+
+def rss_and_fds(pid: int) -> tuple[float, int]:
+    rss, fds = 0.0, 0
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss += int(line.split()[1]) / 1024
+            fds += len(os.listdir(f"/proc/{p}/fd"))
+        except OSError:
+            continue
+    return rss, fds
+
+
+def summary(run: RunResult) -> dict[str, Any]:
+    result = run.result
+    statuses = {str(k): v for k, v in sorted(result.statuses.items())}
+    return {
+        "rate_asked": run.step.rate,
+        "rate_ok": round(result.ok / result.elapsed, 1) if result.elapsed else 0.0,
+        "completed": result.completed,
+        "ok": result.ok,
+        "statuses": statuses,
+        "transport_errors": dict(result.errors),
+        "p50_ms": round(result.percentile_ms(50), 2),
+        "p99_ms": round(result.percentile_ms(99), 2),
+        "generator_limited": run.generator_limited,
+    }
+
+
+def admitted_p99(run: RunResult) -> float | None:
+    """p99 of the requests the hub admitted (answered 2xx), shed ones left out."""
+    ok = run.result.ok_histogram
+    return None if not ok.get_total_count() else float(ok.get_value_at_percentile(99)) / 1000
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def capacity_row(result: CapacityResult) -> dict[str, Any]:
+    best = result.best
+    return {
+        "sustainable_rate": round(result.sustainable_rate, 1),
+        "per_day": int(result.sustainable_rate * 86_400),
+        "limited_by": result.limited_by,
+        "best_step": summary(best) if best else None,
+        "steps": [
+            {**summary(run), "passed": verdict.passed, "limit": verdict.limit}
+            for run, verdict in result.steps
+        ],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--workers", type=int, default=1, help="hub worker processes")
+    parser.add_argument("--slo-p99", type=float, default=50.0, help="milliseconds")
+    parser.add_argument("--step-seconds", type=float, default=8.0)
+    parser.add_argument("--flood-seconds", type=float, default=15.0)
+    parser.add_argument("--soak-minutes", type=float, default=0.0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    for tool in ("nginx",):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is required: apt-get install nginx-light")
+    work = Path(tempfile.mkdtemp(prefix="ngsp-hubcap-"))
+    (work / "body").mkdir()
+    (work / "proxy").mkdir()
+    provider_port, proxy_port, hub_port = free_port(), free_port(), free_port()
+    provider_url = f"http://127.0.0.1:{provider_port}"
+    procs: list[subprocess.Popen[bytes]] = []
+    pg_db = None
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+        "database": args.database,
+        "hub_workers": args.workers,
+        "slo_p99_ms": args.slo_p99,
+    }
+    try:
+        procs.append(
+            subprocess.Popen(
+                ["nginx", "-c", str(nginx_conf(work, provider_port, proxy_port)), "-p", str(work)],
+                start_new_session=True,
+            )
+        )
+        wait_ready(f"{provider_url}{PATH}")
+        env = {
+            **os.environ,
+            "NGSP_HUB_DATA_DIR": str(work / "data"),
+            "NGSP_HUB_ADMIN_TOKEN": "bench-admin-token-0123456789abcdef",
+            "NGSP_HUB_SIGNING_KEY": "bench-signing-key-0123456789abcdef",
+        }
+        if args.database == "postgresql":
+            pg_db = f"ngsp_hubcap_{os.getpid()}"
+            subprocess.run(["psql", PG_ADMIN, "-qc", f'CREATE DATABASE "{pg_db}"'], check=True)
+            base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+            env["NGSP_HUB_DATABASE_URL"] = f"{base}/{pg_db}"
+        hub = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "national_hub",
+                "hub",
+                "--port",
+                str(hub_port),
+                "--workers",
+                str(args.workers),
+                "--registry",
+                str(registry(work, provider_url)),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        procs.append(hub)
+        hub_url = f"http://127.0.0.1:{hub_port}"
+        wait_ready(f"{hub_url}/readyz")
+        token = httpx.post(
+            f"{hub_url}/token",
+            data={"grant_type": "client_credentials"},
+            auth=("p01-bench", SECRET),
+        ).json()["access_token"]
+        targets = {
+            "hub": FixedTargetSpec(
+                Request(
+                    "GET",
+                    f"{hub_url}/exchange/DANCU/citizens/001203004567",
+                    {"Authorization": f"Bearer {token}"},
+                )
+            ),
+            "nginx": FixedTargetSpec(Request("GET", f"http://127.0.0.1:{proxy_port}{PATH}")),
+            "direct": FixedTargetSpec(Request("GET", f"{provider_url}{PATH}")),
+        }
+
+        def pool(name: str, workers: int = 2) -> GeneratorPool:
+            return GeneratorPool(targets[name], workers=workers, seed=1)
+
+        def step(rate: float, seconds: float) -> Step:
+            return Step(
+                rate=rate,
+                duration=seconds,
+                max_requests=int(rate * seconds * 1.2) + 100,
+                shape=Shape(),
+                connections=512,
+                timeout=10.0,
+            )
+
+        capacity: dict[str, CapacityResult] = {}
+        for name in ("hub", "nginx"):
+            with pool(name) as p:
+                print(f"capacity: {name} ...", flush=True)
+                capacity[name] = find_capacity(
+                    p,
+                    slo_p99_ms=args.slo_p99,
+                    start_rate=200,
+                    max_rate=40_000,
+                    step_seconds=args.step_seconds,
+                    connections=512,
+                )
+            results[f"capacity_{name}"] = capacity_row(capacity[name])
+            print(
+                f"  {name}: {capacity[name].sustainable_rate:,.0f}/s "
+                f"(limited by {capacity[name].limited_by})",
+                flush=True,
+            )
+        cap = capacity["hub"].sustainable_rate
+        if cap <= 0:
+            raise SystemExit("the hub sustained no rate at the SLO")
+        half = cap / 2
+        latency = {}
+        for name in ("direct", "hub"):
+            with pool(name) as p:
+                latency[name] = summary(p.run(step(half, 15)))
+        results["at_half_capacity"] = {
+            "rate": round(half, 1),
+            "direct": latency["direct"],
+            "hub": latency["hub"],
+            "hub_adds_p50_ms": round(latency["hub"]["p50_ms"] - latency["direct"]["p50_ms"], 2),
+            "hub_adds_p99_ms": round(latency["hub"]["p99_ms"] - latency["direct"]["p99_ms"], 2),
+        }
+        print(
+            f"at {half:,.0f}/s the hub adds p50 {results['at_half_capacity']['hub_adds_p50_ms']} "
+            f"ms, p99 {results['at_half_capacity']['hub_adds_p99_ms']} ms",
+            flush=True,
+        )
+        with pool("hub") as p:
+            print(f"flood: {3 * cap:,.0f}/s for {args.flood_seconds:g} s ...", flush=True)
+            flood = p.run(step(3 * cap, args.flood_seconds))
+            recovery = p.run(step(half, 10))
+        shed = flood.result.statuses.get(503, 0)
+        admitted = flood.result.by_label.get("", {})
+        admitted_ms = admitted_p99(flood)
+        results["flood"] = {
+            **summary(flood),
+            "shed_503": shed,
+            "shed_share": round(shed / max(1, flood.result.completed), 3),
+            "admitted_ok": flood.result.ok,
+            "admitted_p99_ms": round(admitted_ms, 2) if admitted_ms is not None else None,
+            "outcomes": dict(admitted),
+        }
+        results["recovery"] = summary(recovery)
+        print(
+            f"  shed {shed} of {flood.result.completed}; after the flood at {half:,.0f}/s: "
+            f"p99 {results['recovery']['p99_ms']} ms, errors "
+            f"{recovery.result.error_count}",
+            flush=True,
+        )
+        if args.soak_minutes > 0:
+            rate = 0.8 * cap
+            seconds = args.soak_minutes * 60
+            print(f"soak: {rate:,.0f}/s for {args.soak_minutes:g} min ...", flush=True)
+            samples: list[tuple[float, float, int]] = []
+            import threading
+
+            stop = threading.Event()
+
+            def sample() -> None:
+                start = time.monotonic()
+                while not stop.wait(10.0):
+                    rss, fds = rss_and_fds(hub.pid)
+                    samples.append((round(time.monotonic() - start), round(rss, 1), fds))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            with pool("hub") as p:
+                sampler.start()
+                soak = p.run(step(rate, seconds))
+                stop.set()
+                sampler.join()
+            rss = [s[1] for s in samples]
+            fds = [s[2] for s in samples]
+            later = len(samples) // 3  # after warm-up
+            results["soak"] = {
+                **summary(soak),
+                "minutes": args.soak_minutes,
+                "samples": samples,
+                "rss_mb_first_third_median": statistics.median(rss[:later] or rss),
+                "rss_mb_last_third_median": statistics.median(rss[-later:] or rss),
+                "fds_min_max": [min(fds), max(fds)] if fds else None,
+            }
+            print(
+                f"  soak: errors {soak.result.error_count}, p99 {results['soak']['p99_ms']} ms, "
+                f"RSS {results['soak']['rss_mb_first_third_median']} → "
+                f"{results['soak']['rss_mb_last_third_median']} MB, fds "
+                f"{results['soak']['fds_min_max']}",
+                flush=True,
+            )
+        print(json.dumps(results, indent=2, default=str))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2, default=str))
+    finally:
+        for proc in reversed(procs):
+            try:
+                os.killpg(proc.pid, 15)
+            except (ProcessLookupError, PermissionError):
+                proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if pg_db:
+            subprocess.run(
+                ["psql", PG_ADMIN, "-qc", f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)'],
+                check=False,
+            )
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
