@@ -132,9 +132,18 @@ class MethodNotAllowed(ProblemError):
 _RETRY_SOON = {"Retry-After": "1"}
 
 
-def _ignore_result(future: asyncio.Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()  # retrieved, so asyncio does not warn about it
+_SHED_BODY = HubOverloaded("the hub is over capacity; retry shortly").body()
+_SHED_HEADERS = [
+    (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+    (b"content-length", str(len(_SHED_BODY)).encode()),
+    (b"retry-after", b"1"),
+]
+
+
+async def send_shed(send: Send) -> None:
+    """The cheapest answer the hub gives: a prepared 503 hub_overloaded."""
+    await send({"type": "http.response.start", "status": 503, "headers": _SHED_HEADERS})
+    await send({"type": "http.response.body", "body": _SHED_BODY})
 
 
 _AUTH_REFUSALS = frozenset({"missing_token", "invalid_token", "not_granted"})
@@ -296,16 +305,11 @@ class ExchangeHandler:
         ex.join_trace(headers.get(b"traceparent"))
         shedder = runtime.shedder
         if not shedder.admit():
-            # Refused at the door, before any work: the point is to spend nothing on it.
+            # Refused at the door, before any work: the point is to spend nothing on it,
+            # so it is counted, not written to the ledger (a flood of rows would cost the
+            # very capacity shedding protects).
             runtime.metrics.shed.labels("hub_overloaded").inc()
-            await self._refuse(
-                runtime,
-                ex,
-                HubOverloaded("the hub is over capacity; retry shortly", headers=_RETRY_SOON),
-                scope,
-                send,
-                Outcome.OVERLOADED,
-            )
+            await send_shed(send)
             return
         shedder.in_flight += 1
         try:
@@ -543,12 +547,7 @@ class ExchangeHandler:
         # No ``instance``: the path as sent may carry a citizen's ID number.
         body = err.body()
         try:
-            pending = runtime.ledger.submit(ex.row(err.status, outcome, len(body)))
-            if outcome is Outcome.OVERLOADED:
-                # Recorded, but not waited for: a shed request must cost next to nothing.
-                pending.add_done_callback(_ignore_result)
-            else:
-                await pending
+            await runtime.ledger.record(ex.row(err.status, outcome, len(body)))
         except LedgerUnavailable:
             log.warning("refusal %s not recorded: ledger unavailable", ex.txid)
         _observe(runtime, ex, outcome, len(body), err.status, err.code)
