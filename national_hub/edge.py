@@ -123,7 +123,8 @@ async def read_body(receive: Receive, limits: EdgeLimits, declared: int | None) 
     size = 0
     while True:
         try:
-            message = await asyncio.wait_for(receive(), timeout=limits.read_timeout)
+            async with asyncio.timeout(limits.read_timeout):
+                message = await receive()
         except TimeoutError:
             raise SlowSender(f"no part of the body arrived for {limits.read_timeout:g} s") from None
         if message["type"] == "http.disconnect":

@@ -461,7 +461,9 @@ class ExchangeHandler:
         pause = runtime.settings.read_timeout_seconds
         while True:
             try:
-                message = await asyncio.wait_for(receive(), timeout=pause)
+                # asyncio.timeout, not wait_for: no task is created per chunk.
+                async with asyncio.timeout(pause):
+                    message = await receive()
             except TimeoutError:
                 raise SlowSender(f"no part of the body arrived for {pause:g} s") from None
             if message["type"] == "http.disconnect":

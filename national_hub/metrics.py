@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -50,10 +52,22 @@ def render(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
 
 
+@dataclass(frozen=True, slots=True)
+class _Children:
+    count: Any
+    total: Any
+    provider: Any
+    hub: Any
+    request_bytes: Any
+    response_bytes: Any
+
+
 class HubMetrics:
     """Every metric the hub exports, registered on the hub's own registry."""
 
     def __init__(self, *, known_procedures: Iterable[str] = ()) -> None:
+        self._children: dict[tuple[str, str, str, str], _Children] = {}
+        self._refused: dict[tuple[str, str], Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self._procedures = frozenset(known_procedures)
@@ -173,16 +187,34 @@ class HubMetrics:
         which the admin decides, may become label sets.
         """
         if not granted:
-            self.exchanges.labels(consumer, "none", "none", outcome).inc()
+            refused = self._refused.get((consumer, outcome))
+            if refused is None:
+                refused = self._refused[(consumer, outcome)] = self.exchanges.labels(
+                    consumer, "none", "none", outcome
+                )
+            refused.inc()
             return
-        self.exchanges.labels(consumer, provider, service, outcome).inc()
-        self.exchange_seconds.labels(provider, service).observe(total_seconds)
+        key = (consumer, provider, service, outcome)
+        children = self._children.get(key)
+        if children is None:
+            # Looking label sets up costs more than counting: keep the children per key
+            # (bounded like the label sets themselves).
+            children = self._children[key] = _Children(
+                self.exchanges.labels(*key),
+                self.exchange_seconds.labels(provider, service),
+                self.provider_seconds.labels(provider, service),
+                self.hub_seconds.labels(provider),
+                self.request_bytes.labels(consumer, provider, service),
+                self.response_bytes.labels(consumer, provider, service),
+            )
+        children.count.inc()
+        children.total.observe(total_seconds)
         if provider_seconds is not None:
-            self.provider_seconds.labels(provider, service).observe(provider_seconds)
-            self.hub_seconds.labels(provider).observe(max(0.0, total_seconds - provider_seconds))
+            children.provider.observe(provider_seconds)
+            children.hub.observe(max(0.0, total_seconds - provider_seconds))
         if request_bytes:
-            self.request_bytes.labels(consumer, provider, service).inc(request_bytes)
-        self.response_bytes.labels(consumer, provider, service).inc(response_bytes)
+            children.request_bytes.inc(request_bytes)
+        children.response_bytes.inc(response_bytes)
 
     def ledger_group_committed(self, size: int, seconds: float, depth: int) -> None:
         self.ledger_group.observe(size)
