@@ -13,11 +13,13 @@ Everything runs on this machine's cores, generator included, on 127.0.0.1.
    the same search through a plain nginx reverse proxy in front of the same provider.
 2. **Hub-added latency** at 50% of the hub's capacity: through the hub against straight
    to the provider, same rate, same generator; the difference of the medians and p99s.
-3. **Flood**: wrk with ``--flood-connections`` for ``--flood-seconds`` (what it offers is
-   reported, as a multiple of the capacity): how much the hub sheds (503
-   ``hub_overloaded`` with ``Retry-After``), and, from a light open-loop probe beside it,
-   the p99 of the requests the hub admits. Then **recovery**: 50% of capacity at once
-   after the flood, its p99 and errors.
+3. **Flood**: ``--flood-times`` (default 3) times the capacity for ``--flood-seconds``,
+   offered by ``hey`` (Go; ``--flood-workers`` workers each held to its share of the
+   rate, so the offered rate stays put however fast the hub refuses): how much the hub
+   sheds (503 ``hub_overloaded`` with ``Retry-After``), and, from a light open-loop probe
+   beside it (5% of capacity, latency from each request's scheduled time), the p99 of
+   the requests the hub admits. Then **recovery**: 50% of capacity at once after the
+   flood, its p99 and errors.
 4. **Soak** (with ``--soak-minutes``): 80% of capacity for that long; errors, and the
    hub's resident memory and open file descriptors sampled every 10 s.
 """
@@ -28,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -122,6 +125,29 @@ def admitted_p99(run: RunResult) -> float | None:
     return None if not ok.get_total_count() else float(ok.get_value_at_percentile(99)) / 1000
 
 
+def hey_summary(out: str) -> dict[str, Any]:
+    """What hey offered and got, from its summary."""
+    seconds = float(out.split("Total:")[1].split()[0])
+    statuses = {
+        int(code): int(count) for code, count in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)
+    }
+    errors = 0
+    if "Error distribution:" in out:
+        errors = sum(
+            int(n) for n in re.findall(r"^\s*\[(\d+)\]", out.split("Error distribution:")[1], re.M)
+        )
+    total = sum(statuses.values()) + errors
+    return {
+        "seconds": round(seconds, 1),
+        "requests": total,
+        "offered_per_second": round(total / seconds, 1),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "shed_503": statuses.get(503, 0),
+        "transport_errors": errors,
+        "served_per_second": round(statuses.get(200, 0) / seconds, 1),
+    }
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -152,16 +178,17 @@ def main() -> None:
     parser.add_argument("--slo-p99", type=float, default=50.0, help="milliseconds")
     parser.add_argument("--step-seconds", type=float, default=8.0)
     parser.add_argument("--flood-seconds", type=float, default=15.0)
-    parser.add_argument("--flood-connections", type=int, default=1000)
+    parser.add_argument("--flood-times", type=float, default=3.0, help="x the capacity")
+    parser.add_argument("--flood-workers", type=int, default=300)
     parser.add_argument("--soak-minutes", type=float, default=0.0)
     parser.add_argument(
         "--capacity", type=float, help="skip the searches and take this as the hub's capacity"
     )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    for tool in ("nginx", "wrk"):
+    for tool in ("nginx", "hey"):
         if shutil.which(tool) is None:
-            sys.exit(f"{tool} is required: apt-get install nginx-light wrk")
+            sys.exit(f"{tool} is required: apt-get install nginx-light hey")
     work = Path(tempfile.mkdtemp(prefix="ngsp-hubcap-"))
     (work / "body").mkdir()
     (work / "proxy").mkdir()
@@ -285,23 +312,29 @@ def main() -> None:
             f"ms, p99 {results['at_half_capacity']['hub_adds_p99_ms']} ms",
             flush=True,
         )
-        # The flood comes from wrk (C, closed loop, many connections): a Python generator
-        # asked for 3x the capacity would need more CPU than the machine has. A light
-        # open-loop probe beside it measures what the hub does for the requests it admits.
-        conns = args.flood_connections
+        # The flood comes from hey (Go): a Python generator asked for 3x the capacity would
+        # need more CPU than the machine has. Each hey worker is held to its share of the
+        # rate (-q), so the flood is offered at that rate as long as refusals come back
+        # faster than 1/share. A light open-loop probe beside it measures what the hub
+        # does for the requests it admits.
+        flood_rate = args.flood_times * cap
+        per_worker = max(1, round(flood_rate / args.flood_workers))
         print(
-            f"flood: wrk with {conns} connections for {args.flood_seconds:g} s, "
-            f"probe at {0.1 * cap:,.0f}/s ...",
+            f"flood: {args.flood_workers * per_worker:,}/s ({args.flood_times:g}x) from hey for "
+            f"{args.flood_seconds:g} s, probe at {0.05 * cap:,.0f}/s ...",
             flush=True,
         )
-        wrk = subprocess.Popen(
+        hey = subprocess.Popen(
             [
-                "wrk",
-                "-t2",
-                f"-c{conns}",
-                f"-d{int(args.flood_seconds)}s",
-                "--timeout",
-                "10s",
+                "hey",
+                "-z",
+                f"{int(args.flood_seconds)}s",
+                "-c",
+                str(args.flood_workers),
+                "-q",
+                str(per_worker),
+                "-t",
+                "10",
                 "-H",
                 f"Authorization: Bearer {token}",
                 f"{hub_url}/exchange/DANCU/citizens/001203004567",
@@ -311,29 +344,26 @@ def main() -> None:
         )
         time.sleep(1.0)
         with pool("hub", workers=1) as p:
-            probe = p.run(step(0.1 * cap, max(2.0, args.flood_seconds - 2)))
-            out, _ = wrk.communicate(timeout=args.flood_seconds + 60)
+            probe = p.run(step(0.05 * cap, max(2.0, args.flood_seconds - 3)))
+            out, _ = hey.communicate(timeout=args.flood_seconds + 60)
             recovery = p.run(step(half, 10))
-        flood_rps = float(out.split("Requests/sec:")[1].split()[0])
-        non2xx = (
-            int(out.split("Non-2xx or 3xx responses:")[1].split()[0]) if "Non-2xx" in out else 0
-        )
-        total = int(out.split(" requests in ")[0].split()[-1])
+        flood = hey_summary(out)
         admitted_ms = admitted_p99(probe)
         results["flood"] = {
-            "wrk_connections": conns,
-            "offered_per_second": round(flood_rps, 1),
-            "times_capacity": round(flood_rps / cap, 2),
-            "wrk_requests": total,
-            "wrk_shed_or_failed": non2xx,
-            "served_per_second": round((total - non2xx) / args.flood_seconds, 1),
+            "generator": "hey",
+            "asked_per_second": args.flood_workers * per_worker,
+            **flood,
+            "times_capacity": round(flood["offered_per_second"] / cap, 2),
             "probe": summary(probe),
             "probe_shed_503": probe.result.statuses.get(503, 0),
             "probe_admitted_p99_ms": round(admitted_ms, 2) if admitted_ms is not None else None,
         }
         results["recovery"] = summary(recovery)
+        shed, total = flood["shed_503"], flood["requests"]
         print(
-            f"  offered {flood_rps:,.0f}/s ({flood_rps / cap:.1f}x), {non2xx} of {total} shed; "
+            f"  offered {flood['offered_per_second']:,.0f}/s "
+            f"({results['flood']['times_capacity']:.1f}x), {shed} of {total} shed, "
+            f"{flood['served_per_second']:,.0f}/s served; "
             f"probe: admitted p99 {results['flood']['probe_admitted_p99_ms']} ms; after: p99 "
             f"{results['recovery']['p99_ms']} ms, errors {recovery.result.error_count}",
             flush=True,

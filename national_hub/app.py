@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
@@ -12,9 +13,10 @@ from national_hub import __version__, admin, health, metaservices, oauth, report
 from national_hub.bootstrap import apply_registry_file
 from national_hub.edge import EdgeGuard, EdgeLimits
 from national_hub.errors import install_error_handlers, problem_responses
-from national_hub.exchange import EXCHANGE_PREFIX, ExchangeHandler
+from national_hub.exchange import EXCHANGE_PREFIX, ExchangeHandler, door
 from national_hub.logs import quiet_libraries
 from national_hub.runtime import open_runtime
+from national_hub.server import DOOR
 from national_hub.settings import HubSettings
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -70,13 +72,14 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     handler = ExchangeHandler()
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with open_runtime(settings) as runtime:
             if runtime.settings.registry_file is not None:
                 await apply_registry_file(runtime, runtime.settings.registry_file)
             app.state.runtime = runtime
             handler.runtime = runtime
-            yield
+            # The server's protocol (national_hub.server) sheds floods at its door.
+            yield {DOOR: door(runtime)}
             handler.runtime = None
 
     app = HubApp(

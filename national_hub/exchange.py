@@ -53,6 +53,7 @@ from national_hub.errors import (
 from national_hub.ledger import LedgerRow, LedgerUnavailable
 from national_hub.paths import mask_path
 from national_hub.routing import authorise, consumer_of, resolve
+from national_hub.server import Door
 
 if TYPE_CHECKING:
     from national_hub.runtime import Runtime
@@ -138,6 +139,26 @@ _SHED_HEADERS = [
     (b"content-length", str(len(_SHED_BODY)).encode()),
     (b"retry-after", b"1"),
 ]
+
+
+def door(runtime: Runtime) -> Door:
+    """The shedder at the HTTP protocol: a refused exchange is answered before any ASGI."""
+    shedder = runtime.shedder
+    refused = runtime.metrics.shed.labels("hub_overloaded")
+
+    def admit() -> bool:
+        if shedder.admit():
+            return True
+        refused.inc()
+        return False
+
+    return Door(
+        prefix=EXCHANGE_PREFIX.encode(),
+        admit=admit,
+        status_line=b"HTTP/1.1 503 Service Unavailable\r\n",
+        headers=b"".join(name + b": " + value + b"\r\n" for name, value in _SHED_HEADERS),
+        body=_SHED_BODY,
+    )
 
 
 async def send_shed(send: Send) -> None:
@@ -328,6 +349,10 @@ class ExchangeHandler:
                 unrecorded = LedgerUnavailableError("the exchange could not be recorded; retry it")
                 await self._send_problem(ex, unrecorded, scope, send)
                 return
+            added = _now_us() - ex.requested_at
+            if ex.forwarded_at is not None and ex.provider_responded_at is not None:
+                added -= ex.provider_responded_at - ex.forwarded_at
+            shedder.observe(added / 1e6)
         finally:
             shedder.in_flight -= 1
         _observe(runtime, ex, outcome, len(body), status)

@@ -176,7 +176,15 @@ class LagMonitor:
 
 
 class LoadShedder:
-    """Decides, at the door, whether a new exchange is admitted."""
+    """Decides, at the door, whether a new exchange is admitted.
+
+    The hub is overloaded when exchanges crowd in (at least ``min_in_flight_to_shed`` in
+    flight) and either the event loop falls behind (``lag``) or the hub's own part of
+    recent exchanges, smoothed over the last few dozen, passes ``added_threshold``. That
+    part leaves out the provider's time, so a slow provider (bounded by ``InFlight``) is
+    no reason to refuse the others. Below the crowd everything is admitted: that is also
+    how the smoothed figure is refreshed after a flood.
+    """
 
     def __init__(
         self,
@@ -185,19 +193,29 @@ class LoadShedder:
         lag_threshold: float,
         lag: LagMonitor,
         min_in_flight_to_shed: int = 32,
+        added_threshold: float = float("inf"),
+        smoothing: float = 0.05,
     ) -> None:
         self.max_in_flight = max_in_flight
         self.lag_threshold = lag_threshold
         self.lag = lag
         self.min_in_flight_to_shed = min_in_flight_to_shed
+        self.added_threshold = added_threshold
+        self.smoothing = smoothing
+        self.added = 0.0
         self.in_flight = 0
+
+    def observe(self, added_seconds: float) -> None:
+        """The hub's own part of an exchange that has just been answered."""
+        self.added += self.smoothing * (added_seconds - self.added)
 
     def admit(self) -> bool:
         if self.in_flight >= self.max_in_flight:
             return False
         # Lag alone (a pause, a slow commit) is no reason to refuse; lag with a crowd is.
         return not (
-            self.in_flight >= self.min_in_flight_to_shed and self.lag.lag > self.lag_threshold
+            self.in_flight >= self.min_in_flight_to_shed
+            and (self.lag.lag > self.lag_threshold or self.added > self.added_threshold)
         )
 
 

@@ -1,4 +1,4 @@
-"""uvicorn's HTTP protocol with a deadline for request headers (slow-loris protection).
+"""uvicorn's HTTP protocol with a deadline for request headers, and a door for floods.
 
 uvicorn bounds idle keep-alive connections but not a client that sends its request
 headers a byte at a time: each such connection would be held open for as long as the
@@ -6,19 +6,44 @@ client likes, and enough of them exhaust the process's file descriptors. This pr
 gives every request ``header_timeout`` seconds from its first byte (or from the
 connection's opening) to its last header, then answers 408 ``request_timeout`` as
 problem+json and closes the connection.
+
+The door: an app may put a ``Door`` under ``DOOR`` in its lifespan state. For each request
+whose path starts with the door's prefix, the protocol asks it, as soon as the headers are
+in, whether the request is admitted; a refused one is answered there with the door's
+prepared response, without an ASGI task, a scope or a call into the app. Under a flood the
+refusals are most of the traffic, and whatever they cost is taken from the requests that
+are admitted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from national_hub.contract import problem_body
 
-__all__ = ["GuardedHttpToolsProtocol", "guarded_protocol"]
+__all__ = ["DOOR", "Door", "GuardedHttpToolsProtocol", "guarded_protocol"]
+
+#: The lifespan-state key under which an app offers its ``Door``.
+DOOR = "ngsp.door"
+
+
+@dataclass(frozen=True, slots=True)
+class Door:
+    """Admission at the protocol: ``admit()`` for requests under ``prefix``; if it says
+    no, the answer is ``status_line`` and ``headers`` (the server's default headers are
+    added), then ``body``."""
+
+    prefix: bytes
+    admit: Callable[[], bool]
+    status_line: bytes
+    headers: bytes
+    body: bytes
 
 
 def _answer_408(seconds: float) -> bytes:
@@ -35,6 +60,25 @@ def _answer_408(seconds: float) -> bytes:
         "connection: close\r\n\r\n"
     )
     return head.encode() + body
+
+
+class _NoEvent:
+    __slots__ = ()
+
+    def set(self) -> None:
+        pass
+
+
+class _Answered:
+    """Stands in for the request cycle of a request the protocol answered itself: its
+    body, if any, is read and dropped, and the connection goes on to the next request."""
+
+    __slots__ = ()
+    response_complete = True
+    message_event = _NoEvent()
+
+
+_ANSWERED: Any = _Answered()
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -68,12 +112,42 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._arm()
 
     def on_message_begin(self) -> None:
+        # A request may follow one answered at the door in the same read, after the
+        # keep-alive timer was armed for it.
+        self._unset_keepalive_if_required()
         super().on_message_begin()
         self._arm()
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        door: Door | None = self.app_state.get(DOOR)
+        if (
+            door is not None
+            and self.url.startswith(door.prefix)
+            and (self.cycle is None or self.cycle.response_complete)
+            and not self.expect_100_continue
+            and not self.parser.should_upgrade()
+            and not door.admit()
+        ):
+            self._answer_at_door(door)
+            return
         super().on_headers_complete()
+
+    def _answer_at_door(self, door: Door) -> None:
+        keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+        out = [door.status_line]
+        for name, value in self.server_state.default_headers:
+            out += [name, b": ", value, b"\r\n"]
+        out.append(door.headers)
+        if not keep_alive:
+            out.append(b"connection: close\r\n")
+        out += [b"\r\n", door.body]
+        self.transport.write(b"".join(out))
+        self.cycle = _ANSWERED
+        if keep_alive:
+            self.on_response_complete()
+        else:
+            self.transport.close()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -55,8 +55,11 @@ class HubSettings(BaseSettings):
     max_in_flight: int = Field(default=2048, ge=1)
     #: Shed new exchanges while the event loop lags this much behind (the latency SLO) ...
     shed_lag_seconds: float = Field(default=0.05, gt=0)
+    #: ... or while the hub's own part of recent exchanges (provider time left out,
+    #: smoothed) passes this: half the 50 ms p99 objective leaves room for the tail ...
+    shed_added_seconds: float = Field(default=0.025, gt=0)
     #: ... with at least this many exchanges in flight (lag alone may be a passing pause).
-    shed_min_in_flight: int = Field(default=256, ge=1)
+    shed_min_in_flight: int = Field(default=32, ge=1)
     #: Consecutive provider failures that open its circuit, and how long it stays open.
     circuit_failures: int = Field(default=5, ge=1)
     circuit_open_seconds: float = Field(default=10.0, gt=0)

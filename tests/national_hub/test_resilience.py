@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -124,3 +125,80 @@ async def test_shedding_under_a_flood_and_recovery(
     assert time.monotonic() - started < 5
     metrics = (await client.get(f"{hub.url}/metrics")).text
     assert 'ngsp_shed_total{reason="hub_overloaded"}' in metrics
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response with a Content-Length, read off a raw connection."""
+    status_line = await reader.readline()
+    headers: dict[str, str] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, value = line.decode().split(":", 1)
+        headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers["content-length"]))
+    return int(status_line.split()[1]), headers, body
+
+
+async def test_the_door_sheds_before_the_app_and_the_connection_goes_on(
+    hub_factory: Any, provider: Any, client: httpx.AsyncClient
+) -> None:
+    """A refused request, body and all, is answered at the protocol; the next request on
+    the same keep-alive connection (here pipelined in the same write) is served."""
+    hub: Hub = hub_factory(max_in_flight=1, provider_timeout_seconds=5.0)
+    net = await build_network(hub, provider, client)
+    token = await net.token(client, "CONS")
+    auth = {"Authorization": f"Bearer {token}"}
+    slow = asyncio.create_task(
+        client.get(f"{hub.url}/exchange/PROV/svc/slow?seconds=1.5", headers=auth)
+    )
+    await asyncio.sleep(0.5)  # the one exchange the hub admits is now in flight
+    host, port = hub.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    body = b'{"applicant": {"name": "A"}}'
+    head = f"Host: {host}\r\nAuthorization: Bearer {token}\r\n"
+    writer.write(
+        (
+            f"POST /exchange/PROV/svc/echo HTTP/1.1\r\n{head}"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+        + f"GET /exchange/PROV/svc/echo HTTP/1.1\r\n{head}\r\n".encode()
+    )
+    shed = [await asyncio.wait_for(_read_response(reader), 5) for _ in range(2)]
+    for status, headers, answer in shed:
+        assert status == 503
+        assert headers["retry-after"] == "1"
+        assert headers["content-type"] == "application/problem+json"
+        assert json.loads(answer)["code"] == "hub_overloaded"
+    assert (await slow).status_code == 200
+    writer.write(f"GET /exchange/PROV/svc/echo HTTP/1.1\r\n{head}\r\n".encode())
+    status, headers, answer = await asyncio.wait_for(_read_response(reader), 5)
+    assert status == 200
+    assert headers["x-transaction-id"]
+    writer.close()
+    # Shed requests are counted, not written: the ledger holds the two served exchanges.
+    rows = (await client.get(f"{hub.url}/transactions", headers=hub.admin)).json()["items"]
+    assert len(rows) == 2
+    metrics = (await client.get(f"{hub.url}/metrics")).text
+    assert 'ngsp_shed_total{reason="hub_overloaded"} 2.0' in metrics
+
+
+def test_shedder_watches_the_hubs_own_part() -> None:
+    lag = LagMonitor()
+    shedder = LoadShedder(
+        max_in_flight=100,
+        lag_threshold=0.05,
+        lag=lag,
+        min_in_flight_to_shed=10,
+        added_threshold=0.025,
+        smoothing=0.5,
+    )
+    shedder.in_flight = 20
+    for _ in range(10):
+        shedder.observe(0.2)
+    assert not shedder.admit()  # the hub's own part is slow, with a crowd
+    shedder.in_flight = 5
+    assert shedder.admit()  # no crowd: admitted, which refreshes the figure
+    for _ in range(10):
+        shedder.observe(0.002)
+    shedder.in_flight = 20
+    assert shedder.admit()

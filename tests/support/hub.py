@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from national_hub.app import create_app
+from national_hub.server import guarded_protocol
 from national_hub.settings import HubSettings
 from tests.support.servers import ThreadServer, free_port
 
@@ -69,7 +70,9 @@ def hub_starter(data_dir: Path, database_url: str) -> tuple[HubFactory, Callable
     def start(**overrides: Any) -> Hub:
         overrides.setdefault("port", free_port())
         settings = hub_settings(data_dir, database_url, **overrides)
-        server = ThreadServer(create_app(settings), port=settings.port)
+        # Served as ``ngsp hub`` serves it: with the header deadline and the door.
+        http = guarded_protocol(settings.read_timeout_seconds)
+        server = ThreadServer(create_app(settings), port=settings.port, http=http)
         server.start()
         started.append(server)
         return Hub(server=server, settings=settings, admin_token=settings.admin_token_value())

@@ -29,7 +29,7 @@ def free_port() -> int:
 class ThreadServer:
     """A uvicorn server running an ASGI app in a background thread."""
 
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    def __init__(self, app: Any, port: int | None = None, http: Any = "auto") -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
@@ -40,6 +40,7 @@ class ThreadServer:
             access_log=False,
             lifespan="on",
             loop="asyncio",
+            http=http,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
