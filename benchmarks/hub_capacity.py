@@ -14,8 +14,9 @@ Everything runs on this machine's cores, generator included, on 127.0.0.1.
 2. **Hub-added latency** at 50% of the hub's capacity: through the hub against straight
    to the provider, same rate, same generator; the difference of the medians and p99s.
 3. **Flood**: ``--flood-times`` (default 3) times the capacity for ``--flood-seconds``,
-   offered by ``hey`` (Go; ``--flood-workers`` workers each held to its share of the
-   rate, so the offered rate stays put however fast the hub refuses): how much the hub
+   offered by ``hey`` (Go; ``--flood-workers`` workers in ``--flood-processes``
+   processes started apart, each worker held to its share of the rate, so the offered
+   rate stays put however fast the hub refuses): how much the hub
    sheds (503 ``hub_overloaded`` with ``Retry-After``), and, from a light open-loop probe
    beside it (5% of capacity, latency from each request's scheduled time), the p99 of
    the requests the hub admits. Then **recovery**: 50% of capacity at once after the
@@ -148,6 +149,25 @@ def hey_summary(out: str) -> dict[str, Any]:
     }
 
 
+def merge_hey(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several hey summaries as one: counts added, rates over the longest run."""
+    seconds = max(p["seconds"] for p in parts)
+    statuses: dict[str, int] = {}
+    for part in parts:
+        for code, n in part["statuses"].items():
+            statuses[code] = statuses.get(code, 0) + n
+    total = sum(p["requests"] for p in parts)
+    return {
+        "seconds": seconds,
+        "requests": total,
+        "offered_per_second": round(total / seconds, 1),
+        "statuses": dict(sorted(statuses.items())),
+        "shed_503": statuses.get("503", 0),
+        "transport_errors": sum(p["transport_errors"] for p in parts),
+        "served_per_second": round(statuses.get("200", 0) / seconds, 1),
+    }
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -180,6 +200,7 @@ def main() -> None:
     parser.add_argument("--flood-seconds", type=float, default=15.0)
     parser.add_argument("--flood-times", type=float, default=3.0, help="x the capacity")
     parser.add_argument("--flood-workers", type=int, default=300)
+    parser.add_argument("--flood-processes", type=int, default=6)
     parser.add_argument("--soak-minutes", type=float, default=0.0)
     parser.add_argument(
         "--capacity", type=float, help="skip the searches and take this as the hub's capacity"
@@ -314,44 +335,52 @@ def main() -> None:
         )
         # The flood comes from hey (Go): a Python generator asked for 3x the capacity would
         # need more CPU than the machine has. Each hey worker is held to its share of the
-        # rate (-q), so the flood is offered at that rate as long as refusals come back
-        # faster than 1/share. A light open-loop probe beside it measures what the hub
+        # rate (-q) by a ticker, and one hey's workers tick together; so the flood comes
+        # from --flood-processes hey processes started a fraction of a tick apart, which
+        # spreads the arrivals. A light open-loop probe beside it measures what the hub
         # does for the requests it admits.
         flood_rate = args.flood_times * cap
         per_worker = max(1, round(flood_rate / args.flood_workers))
+        share = max(1, args.flood_workers // args.flood_processes)
         print(
             f"flood: {args.flood_workers * per_worker:,}/s ({args.flood_times:g}x) from hey for "
             f"{args.flood_seconds:g} s, probe at {0.05 * cap:,.0f}/s ...",
             flush=True,
         )
-        hey = subprocess.Popen(
-            [
-                "hey",
-                "-z",
-                f"{int(args.flood_seconds)}s",
-                "-c",
-                str(args.flood_workers),
-                "-q",
-                str(per_worker),
-                "-t",
-                "10",
-                "-H",
-                f"Authorization: Bearer {token}",
-                f"{hub_url}/exchange/DANCU/citizens/001203004567",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        heys = []
+        for _ in range(args.flood_processes):
+            heys.append(
+                subprocess.Popen(
+                    [
+                        "hey",
+                        "-z",
+                        f"{int(args.flood_seconds)}s",
+                        "-c",
+                        str(share),
+                        "-q",
+                        str(per_worker),
+                        "-t",
+                        "10",
+                        "-H",
+                        f"Authorization: Bearer {token}",
+                        f"{hub_url}/exchange/DANCU/citizens/001203004567",
+                    ],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+            time.sleep(1.0 / per_worker / args.flood_processes)
         time.sleep(1.0)
         with pool("hub", workers=1) as p:
             probe = p.run(step(0.05 * cap, max(2.0, args.flood_seconds - 3)))
-            out, _ = hey.communicate(timeout=args.flood_seconds + 60)
+            outs = [hey.communicate(timeout=args.flood_seconds + 60)[0] for hey in heys]
             recovery = p.run(step(half, 10))
-        flood = hey_summary(out)
+        flood = merge_hey([hey_summary(out) for out in outs])
         admitted_ms = admitted_p99(probe)
         results["flood"] = {
             "generator": "hey",
-            "asked_per_second": args.flood_workers * per_worker,
+            "hey_processes": args.flood_processes,
+            "asked_per_second": args.flood_processes * share * per_worker,
             **flood,
             "times_capacity": round(flood["offered_per_second"] / cap, 2),
             "probe": summary(probe),

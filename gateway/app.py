@@ -17,6 +17,7 @@ from national_hub.edge import EdgeGuard, EdgeLimits
 from national_hub.errors import NotReady, install_error_handlers, problem_responses
 from national_hub.logs import quiet_libraries
 from national_hub.metrics import CONTENT_TYPE_LATEST, render
+from national_hub.server import settle_heap
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -30,6 +31,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
+            settle_heap()
             yield
 
     app = FastAPI(

@@ -16,7 +16,7 @@ from national_hub.errors import install_error_handlers, problem_responses
 from national_hub.exchange import EXCHANGE_PREFIX, ExchangeHandler, door
 from national_hub.logs import quiet_libraries
 from national_hub.runtime import open_runtime
-from national_hub.server import DOOR
+from national_hub.server import DOOR, settle_heap
 from national_hub.settings import HubSettings
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -78,6 +78,7 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
                 await apply_registry_file(runtime, runtime.settings.registry_file)
             app.state.runtime = runtime
             handler.runtime = runtime
+            settle_heap()
             # The server's protocol (national_hub.server) sheds floods at its door.
             yield {DOOR: door(runtime)}
             handler.runtime = None

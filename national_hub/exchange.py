@@ -53,7 +53,7 @@ from national_hub.errors import (
 from national_hub.ledger import LedgerRow, LedgerUnavailable
 from national_hub.paths import mask_path
 from national_hub.routing import authorise, consumer_of, resolve
-from national_hub.server import Door
+from national_hub.server import ADMITTED, Door
 
 if TYPE_CHECKING:
     from national_hub.runtime import Runtime
@@ -147,7 +147,7 @@ def door(runtime: Runtime) -> Door:
     refused = runtime.metrics.shed.labels("hub_overloaded")
 
     def admit() -> bool:
-        if shedder.admit():
+        if shedder.enter():
             return True
         refused.inc()
         return False
@@ -325,14 +325,15 @@ class ExchangeHandler:
             headers[name] = value
         ex.join_trace(headers.get(b"traceparent"))
         shedder = runtime.shedder
-        if not shedder.admit():
-            # Refused at the door, before any work: the point is to spend nothing on it,
-            # so it is counted, not written to the ledger (a flood of rows would cost the
-            # very capacity shedding protects).
+        # Admitted (and counted in) by the server's door, or asked here when the app is
+        # served without it.
+        if not scope.get(ADMITTED) and not shedder.enter():
+            # Refused before any work: the point is to spend nothing on it, so it is
+            # counted, not written to the ledger (a flood of rows would cost the very
+            # capacity shedding protects).
             runtime.metrics.shed.labels("hub_overloaded").inc()
             await send_shed(send)
             return
-        shedder.in_flight += 1
         try:
             try:
                 status, out_headers, body, outcome = await self._exchange(

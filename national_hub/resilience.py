@@ -209,6 +209,13 @@ class LoadShedder:
         """The hub's own part of an exchange that has just been answered."""
         self.added += self.smoothing * (added_seconds - self.added)
 
+    def enter(self) -> bool:
+        """Admit and count in (``in_flight``), or refuse."""
+        if self.admit():
+            self.in_flight += 1
+            return True
+        return False
+
     def admit(self) -> bool:
         if self.in_flight >= self.max_in_flight:
             return False

@@ -31,6 +31,7 @@ from national_hub.errors import (
 )
 from national_hub.logs import quiet_libraries
 from national_hub.metrics import CONTENT_TYPE_LATEST, render
+from national_hub.server import settle_heap
 from provincial_nodes.citizens import Citizen
 from provincial_nodes.faults import FaultBook, FaultSpec
 from provincial_nodes.listeners import ASGIApp, NodeApp, NodeListener
@@ -280,6 +281,7 @@ def create_app(settings: NodesSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_network(settings) as network:
             app.state.network = network
+            settle_heap()
             yield
 
     app = FastAPI(
