@@ -56,10 +56,11 @@ class HubSettings(BaseSettings):
     #: Shed new exchanges while the event loop lags this much behind (the latency SLO) ...
     shed_lag_seconds: float = Field(default=0.05, gt=0)
     #: ... or while the hub's own part of recent exchanges (provider time left out,
-    #: smoothed) passes this: half the 50 ms p99 objective leaves room for the tail ...
-    shed_added_seconds: float = Field(default=0.025, gt=0)
+    #: smoothed) passes this (the 50 ms p99 objective) ...
+    shed_added_seconds: float = Field(default=0.05, gt=0)
     #: ... with at least this many exchanges in flight (lag alone may be a passing pause).
-    shed_min_in_flight: int = Field(default=32, ge=1)
+    #: Tighter values shed earlier under a flood and also at 80% load (benchmarks/RESULTS).
+    shed_min_in_flight: int = Field(default=64, ge=1)
     #: Consecutive provider failures that open its circuit, and how long it stays open.
     circuit_failures: int = Field(default=5, ge=1)
     circuit_open_seconds: float = Field(default=10.0, gt=0)
