@@ -286,15 +286,17 @@ async def test_bad_headers_refused(network: Network, client: httpx.AsyncClient) 
 async def test_concurrent_exchanges_all_recorded(
     hub_factory: Any, provider: Any, client: httpx.AsyncClient
 ) -> None:
-    # 200 at once from this process, which also runs the hub: a burst the hub would
-    # rightly shed (test_resilience), here admitted so that every row can be counted.
-    hub = hub_factory(shed_min_in_flight=1000)
+    # 200 at once from this process, which also runs the hub and the provider: a burst
+    # the hub would rightly shed (test_resilience), and under a busy CI machine one the
+    # provider may answer slower than the tests' 1 s timeout. Here both are lifted so
+    # that every row can be counted.
+    hub = hub_factory(shed_min_in_flight=1000, provider_timeout_seconds=10.0)
     network = await build_network(hub, provider, client)
     token = await network.token(client, "CONS")
     auth = {"Authorization": f"Bearer {token}"}
     url = f"{network.hub.url}/exchange/PROV/svc/citizens/search"
     results = await asyncio.gather(*(client.get(url, headers=auth) for _ in range(200)))
-    assert all(r.status_code == 200 for r in results)
+    assert [r.text for r in results if r.status_code != 200] == []
     txids = {r.headers["x-transaction-id"] for r in results}
     assert len(txids) == 200
     seen: set[str] = set()
