@@ -306,6 +306,12 @@ def main() -> None:
                     max_rate=40_000,
                     step_seconds=args.step_seconds,
                     connections=512,
+                    on_step=lambda run, verdict: print(
+                        f"    {run.step.rate:,.0f}/s: p50 {run.result.percentile_ms(50):.1f} ms, "
+                        f"p99 {run.result.percentile_ms(99):.1f} ms, "
+                        f"errors {run.result.error_count} ({verdict.limit})",
+                        flush=True,
+                    ),
                 )
             results[f"capacity_{name}"] = capacity_row(capacity[name])
             print(
