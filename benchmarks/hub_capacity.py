@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -45,7 +44,15 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hub_vs_nginx import SECRET, nginx_conf, registry
+from hub_vs_nginx import (
+    SECRET,
+    drop_database,
+    free_port,
+    machine,
+    nginx_conf,
+    start_hub,
+    wait_ready,
+)
 
 from loadtest.capacity import CapacityResult, find_capacity
 from loadtest.openloop import Request
@@ -53,28 +60,7 @@ from loadtest.profile import Shape
 from loadtest.runner import GeneratorPool, RunResult, Step
 from loadtest.targets import FixedTargetSpec
 
-PG_ADMIN = os.environ.get("NGSP_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 PATH = "/citizens/001203004567"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(url)
 
 
 def process_tree(pid: int) -> list[int]:
@@ -168,15 +154,6 @@ def merge_hey(parts: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
-
-
 def capacity_row(result: CapacityResult) -> dict[str, Any]:
     best = result.best
     return {
@@ -232,35 +209,13 @@ def main() -> None:
             )
         )
         wait_ready(f"{provider_url}{PATH}")
-        env = {
-            **os.environ,
-            "NGSP_HUB_DATA_DIR": str(work / "data"),
-            "NGSP_HUB_ADMIN_TOKEN": "bench-admin-token-0123456789abcdef",
-            "NGSP_HUB_SIGNING_KEY": "bench-signing-key-0123456789abcdef",
-        }
-        if args.database == "postgresql":
-            pg_db = f"ngsp_hubcap_{os.getpid()}"
-            subprocess.run(["psql", PG_ADMIN, "-qc", f'CREATE DATABASE "{pg_db}"'], check=True)
-            base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-            env["NGSP_HUB_DATABASE_URL"] = f"{base}/{pg_db}"
-        hub = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "national_hub",
-                "hub",
-                "--port",
-                str(hub_port),
-                "--workers",
-                str(args.workers),
-                "--registry",
-                str(registry(work, provider_url)),
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,
+        hub, pg_db = start_hub(
+            work,
+            provider_url,
+            hub_port,
+            workers=args.workers,
+            database=args.database,
+            db_prefix="ngsp_hubcap",
         )
         procs.append(hub)
         hub_url = f"http://127.0.0.1:{hub_port}"
@@ -455,11 +410,7 @@ def main() -> None:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        if pg_db:
-            subprocess.run(
-                ["psql", PG_ADMIN, "-qc", f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)'],
-                check=False,
-            )
+        drop_database(pg_db)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -119,6 +119,53 @@ def registry(work: Path, provider_url: str) -> Path:
     return path
 
 
+def start_hub(
+    work: Path, provider_url: str, port: int, *, workers: int, database: str, db_prefix: str
+) -> tuple[subprocess.Popen[bytes], str | None]:
+    """``ngsp hub`` in its own session, bootstrapped to route to ``provider_url``, on
+    SQLite in ``work`` or on a fresh PostgreSQL database (its name is returned)."""
+    env = {
+        **os.environ,
+        "NGSP_HUB_DATA_DIR": str(work / "data"),
+        "NGSP_HUB_ADMIN_TOKEN": "bench-admin-token-0123456789abcdef",
+        "NGSP_HUB_SIGNING_KEY": "bench-signing-key-0123456789abcdef",
+    }
+    pg_db = None
+    if database == "postgresql":
+        pg_db = f"{db_prefix}_{os.getpid()}"
+        subprocess.run(["psql", PG_ADMIN, "-qc", f'CREATE DATABASE "{pg_db}"'], check=True)
+        base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+        env["NGSP_HUB_DATABASE_URL"] = f"{base}/{pg_db}"
+    hub = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "national_hub",
+            "hub",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--registry",
+            str(registry(work, provider_url)),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    return hub, pg_db
+
+
+def drop_database(pg_db: str | None) -> None:
+    if pg_db:
+        subprocess.run(
+            ["psql", PG_ADMIN, "-qc", f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)'],
+            check=False,
+        )
+
+
 def wait_ready(url: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -201,34 +248,13 @@ def main() -> None:
         )
         procs.append(nginx)
         wait_ready(f"{provider_url}/citizens/x")
-        env = {
-            **os.environ,
-            "NGSP_HUB_DATA_DIR": str(work / "data"),
-            "NGSP_HUB_ADMIN_TOKEN": "bench-admin-token-0123456789abcdef",
-            "NGSP_HUB_SIGNING_KEY": "bench-signing-key-0123456789abcdef",
-        }
-        if args.database == "postgresql":
-            pg_db = f"ngsp_bench_{os.getpid()}"
-            subprocess.run(["psql", PG_ADMIN, "-qc", f'CREATE DATABASE "{pg_db}"'], check=True)
-            base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-            env["NGSP_HUB_DATABASE_URL"] = f"{base}/{pg_db}"
-        hub = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "national_hub",
-                "hub",
-                "--port",
-                str(hub_port),
-                "--workers",
-                str(args.workers),
-                "--registry",
-                str(registry(work, provider_url)),
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
+        hub, pg_db = start_hub(
+            work,
+            provider_url,
+            hub_port,
+            workers=args.workers,
+            database=args.database,
+            db_prefix="ngsp_bench",
         )
         procs.append(hub)
         hub_url = f"http://127.0.0.1:{hub_port}"
@@ -313,11 +339,7 @@ def main() -> None:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        if pg_db:
-            subprocess.run(
-                ["psql", PG_ADMIN, "-qc", f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)'],
-                check=False,
-            )
+        drop_database(pg_db)
         shutil.rmtree(work, ignore_errors=True)
 
 
