@@ -51,6 +51,7 @@ from hub_vs_nginx import (
     machine,
     nginx_conf,
     start_hub,
+    stop_cleanly_on_sigterm,
     wait_ready,
 )
 
@@ -104,6 +105,13 @@ def summary(run: RunResult) -> dict[str, Any]:
         "p99_ms": round(result.percentile_ms(99), 2),
         "generator_limited": run.generator_limited,
     }
+
+
+def errors_of(run: RunResult) -> dict[str, int]:
+    """What the errors of a step were: statuses other than 2xx/3xx, and transport errors."""
+    result = run.result
+    found = {str(k): v for k, v in sorted(result.statuses.items()) if not 200 <= k < 400}
+    return found | dict(result.errors)
 
 
 def admitted_p99(run: RunResult) -> float | None:
@@ -169,6 +177,7 @@ def capacity_row(result: CapacityResult) -> dict[str, Any]:
 
 
 def main() -> None:
+    stop_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--workers", type=int, default=1, help="hub worker processes")
@@ -264,7 +273,7 @@ def main() -> None:
                     on_step=lambda run, verdict: print(
                         f"    {run.step.rate:,.0f}/s: p50 {run.result.percentile_ms(50):.1f} ms, "
                         f"p99 {run.result.percentile_ms(99):.1f} ms, "
-                        f"errors {run.result.error_count} ({verdict.limit})",
+                        f"errors {run.result.error_count} {errors_of(run)} ({verdict.limit})",
                         flush=True,
                     ),
                 )

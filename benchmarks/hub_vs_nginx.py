@@ -25,6 +25,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -41,6 +42,16 @@ from loadtest.openloop import Request, run_open_loop
 PAYLOAD = '{"id":"001203004567","full_name":"Nguyễn Văn An","date_of_birth":"2003-05-17"}'
 SECRET = "bench-secret-0123456789abcdef"
 PG_ADMIN = os.environ.get("NGSP_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def stop_cleanly_on_sigterm() -> None:
+    """Make SIGTERM unwind like an exception, so the servers and generators started are
+    stopped by the ``finally`` blocks instead of being left running."""
+
+    def _exit(_signum: int, _frame: Any) -> None:
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, _exit)
 
 
 def free_port() -> int:
@@ -221,6 +232,7 @@ def machine() -> str:
 
 
 def main() -> None:
+    stop_cleanly_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--workers", type=int, default=1)

@@ -22,8 +22,9 @@ from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 from hdrh.histogram import HdrHistogram
+
+from loadtest.http1 import Http1Client
 
 __all__ = [
     "LoadResult",
@@ -178,26 +179,23 @@ async def run_open_loop(
         elapsed=0.0,
         by_label={},
     )
-    connector = aiohttp.TCPConnector(limit=connections, limit_per_host=0, force_close=False)
-    client_timeout = aiohttp.ClientTimeout(total=request_timeout)
     in_flight: set[asyncio.Task[None]] = set()
     checked: set[str] = set()
 
-    async with aiohttp.ClientSession(connector=connector, timeout=client_timeout) as session:
+    async with Http1Client(limit=connections, timeout=request_timeout) as client:
 
         async def fire(req: Request, scheduled_at: float) -> None:
             outcome = "unanswered"
             try:
-                async with session.request(
-                    req.method, req.url, headers=dict(req.headers), data=req.body
-                ) as resp:
-                    await resp.read()
-                    result.statuses[resp.status] += 1
-                    outcome = str(resp.status)
+                status, _ = await client.request(
+                    req.method, req.url, headers=req.headers, body=req.body
+                )
+                result.statuses[status] += 1
+                outcome = str(status)
             except TimeoutError:
                 result.errors["timeout"] += 1
                 outcome = "timeout"
-            except aiohttp.ClientError as exc:
+            except (OSError, ValueError) as exc:
                 outcome = type(exc).__name__
                 result.errors[outcome] += 1
             finally:

@@ -1,0 +1,193 @@
+"""The generator's HTTP/1.1 client against a real server on loopback that answers as told."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from loadtest.http1 import Http1Client, ServerDisconnected
+
+Answer = Callable[[bytes], bytes | None]
+
+
+class Scripted:
+    """A TCP server: reads each request's head (and body, by Content-Length) and writes
+    what ``answer(request)`` returns; ``None`` closes the connection instead."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.open = 0
+        self.most_open = 0
+        self.url = ""
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Scripted:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                request = head + (await reader.readexactly(length) if length else b"")
+                self.requests.append(request)
+                out = self.answer(request)
+                if out is None:
+                    return
+                writer.write(out)
+                await writer.drain()
+                if b"connection: close" in out.lower():
+                    return
+        finally:
+            self.open -= 1
+            writer.close()
+
+
+def ok(body: bytes = b'{"ok":true}', *, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+
+
+@pytest.fixture
+async def ok_server() -> AsyncIterator[Scripted]:
+    async with Scripted(lambda request: ok()) as server:
+        yield server
+
+
+async def test_requests_share_one_kept_alive_connection(ok_server: Scripted) -> None:
+    async with Http1Client(limit=8) as client:
+        for _ in range(5):
+            assert await client.request("GET", f"{ok_server.url}/a?x=1") == (200, 11)
+    assert ok_server.connections == 1
+    first = ok_server.requests[0]
+    assert first.startswith(b"GET /a?x=1 HTTP/1.1\r\n")
+    assert f"Host: {ok_server.url[7:]}".encode() in first
+
+
+async def test_headers_and_body_are_sent_with_their_length(ok_server: Scripted) -> None:
+    async with Http1Client() as client:
+        await client.request(
+            "POST", f"{ok_server.url}/d", headers={"X-Procedure": "P1"}, body=b"hello"
+        )
+        await client.request("POST", f"{ok_server.url}/e")
+    assert ok_server.requests[0].endswith(b"Content-Length: 5\r\n\r\nhello")
+    assert b"X-Procedure: P1\r\n" in ok_server.requests[0]
+    assert ok_server.requests[1].endswith(b"Content-Length: 0\r\n\r\n")
+
+
+async def test_chunked_and_close_delimited_bodies_are_read_whole() -> None:
+    chunked = (
+        b"HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    )
+    to_the_end = b"HTTP/1.1 202 Accepted\r\nconnection: close\r\n\r\n" + b"x" * 5000
+    answers = iter([chunked, chunked, to_the_end, chunked])
+    async with Scripted(lambda request: next(answers)) as server, Http1Client() as client:
+        assert await client.request("GET", f"{server.url}/") == (201, 5)
+        assert await client.request("GET", f"{server.url}/") == (201, 5)
+        assert await client.request("GET", f"{server.url}/") == (202, 5000)
+        # The server closed after the close-delimited answer: a new connection is made.
+        assert await client.request("GET", f"{server.url}/") == (201, 5)
+    assert server.connections == 2
+
+
+async def test_connection_close_is_honoured() -> None:
+    answer = ok(extra=b"connection: close\r\n")
+    async with Scripted(lambda request: answer) as server, Http1Client() as client:
+        for _ in range(3):
+            assert (await client.request("GET", f"{server.url}/"))[0] == 200
+    assert server.connections == 3
+
+
+async def test_head_answers_have_no_body() -> None:
+    answer = b"HTTP/1.1 200 OK\r\ncontent-length: 1234\r\n\r\n"
+    async with Scripted(lambda request: answer) as server, Http1Client(timeout=2) as client:
+        assert await client.request("HEAD", f"{server.url}/") == (200, 0)
+        assert await client.request("HEAD", f"{server.url}/") == (200, 0)
+
+
+async def test_connections_stay_within_the_limit() -> None:
+    async with Scripted(lambda request: ok()) as server, Http1Client(limit=3) as client:
+        results = await asyncio.gather(
+            *(client.request("GET", f"{server.url}/{i}") for i in range(60))
+        )
+    assert all(status == 200 for status, _ in results)
+    assert server.most_open <= 3
+    assert len(server.requests) == 60
+
+
+async def test_an_answer_that_never_comes_times_out_and_frees_its_connection() -> None:
+    def answer(request: bytes) -> bytes:
+        return ok() if b"/fast" in request else b""
+
+    async with Scripted(answer) as server, Http1Client(limit=1, timeout=0.3) as client:
+        with pytest.raises(TimeoutError):
+            await client.request("GET", f"{server.url}/slow")
+        # The one connection was dropped with the late answer; the next request gets
+        # a new one and its own answer, not the late one.
+        assert await client.request("GET", f"{server.url}/fast") == (200, 11)
+
+
+async def test_an_answer_cut_short_is_an_error() -> None:
+    # A length of 100, nine bytes of body, then the server closes the connection.
+    cut = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\nconnection: close\r\n\r\nonly this"
+    async with Scripted(lambda request: cut) as server, Http1Client(timeout=5) as client:
+        with pytest.raises(ServerDisconnected):
+            await client.request("GET", f"{server.url}/")
+
+
+async def test_a_server_closing_mid_answer_is_reported() -> None:
+    def answer(request: bytes) -> bytes | None:
+        return None  # close without answering
+
+    async with Scripted(answer) as server, Http1Client() as client:
+        with pytest.raises(ServerDisconnected):
+            await client.request("POST", f"{server.url}/", body=b"x")
+
+
+async def test_a_kept_alive_connection_closed_by_the_server_is_replaced() -> None:
+    served = 0
+
+    def answer(request: bytes) -> bytes | None:
+        nonlocal served
+        served += 1
+        # Every second request on a connection finds it closed (an idle timeout).
+        return ok() if served % 2 else None
+
+    async with Scripted(answer) as server, Http1Client() as client:
+        for _ in range(3):
+            assert (await client.request("GET", f"{server.url}/"))[0] == 200
+    assert server.connections >= 2
+
+
+async def test_a_refused_connection_is_an_error() -> None:
+    async with Scripted(lambda request: ok()) as server:
+        url = server.url
+    async with Http1Client() as client:
+        with pytest.raises(ConnectionRefusedError):
+            await client.request("GET", f"{url}/")
+
+
+async def test_only_http_urls() -> None:
+    async with Http1Client() as client:
+        with pytest.raises(ValueError, match="only http"):
+            await client.request("GET", "ftp://127.0.0.1/x")
