@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-import aiohttp
 from uuid_utils import uuid7
 
 from national_hub.contract import (
@@ -50,6 +49,7 @@ from national_hub.errors import (
     UnknownProvider,
     UnknownService,
 )
+from national_hub.http1 import AnswerTooLarge, BadAnswer, CannotConnect, ServerDisconnected
 from national_hub.ledger import LedgerRow, LedgerUnavailable
 from national_hub.paths import mask_path
 from national_hub.routing import authorise, consumer_of, resolve
@@ -87,18 +87,20 @@ _FORWARD_REQUEST = (
     b"if-none-match",
     b"if-match",
 )
-#: Response headers passed back to the consumer.
-_FORWARD_RESPONSE = (
-    "Content-Type",
-    "Content-Language",
-    "Cache-Control",
-    "ETag",
-    "Last-Modified",
-    "Location",
-    "Retry-After",
-    "X-Request-Id",
-    "traceparent",
-    "tracestate",
+#: Response headers passed back to the consumer (the first of each name).
+_FORWARD_RESPONSE = frozenset(
+    {
+        b"content-type",
+        b"content-language",
+        b"cache-control",
+        b"etag",
+        b"last-modified",
+        b"location",
+        b"retry-after",
+        b"x-request-id",
+        b"traceparent",
+        b"tracestate",
+    }
 )
 
 _OUTCOMES: dict[type[ProblemError], Outcome] = {
@@ -513,55 +515,32 @@ class ExchangeHandler:
         body: bytes,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         limit = runtime.settings.max_response_bytes
-        attempts = 2 if method in ("GET", "HEAD", "OPTIONS", "PUT", "DELETE") else 1
-        for attempt in range(attempts):
-            try:
-                async with runtime.http.request(
-                    method,
-                    url,
-                    data=body if body else None,
-                    headers=headers,
-                    timeout=runtime.upstream_timeout,
-                    allow_redirects=False,
-                ) as resp:
-                    length = resp.content_length
-                    if length is not None and length > limit:
-                        raise ProviderBadResponse(f"provider response over {limit} bytes")
-                    if length is not None:
-                        payload = await resp.read()
-                    else:
-                        parts: list[bytes] = []
-                        size = 0
-                        async for chunk in resp.content.iter_any():
-                            size += len(chunk)
-                            if size > limit:
-                                raise ProviderBadResponse(f"provider response over {limit} bytes")
-                            parts.append(chunk)
-                        payload = b"".join(parts)
-                    out: list[tuple[bytes, bytes]] = []
-                    for name in _FORWARD_RESPONSE:
-                        value = resp.headers.get(name)
-                        if value is not None:
-                            out.append((name.lower().encode(), value.encode("latin-1")))
-                    return resp.status, out, payload
-            except TimeoutError:
-                raise ProviderTimeout(
-                    f"no answer within {runtime.settings.provider_timeout_seconds:g} s"
-                ) from None
-            except aiohttp.ClientConnectorError as exc:
-                raise ProviderUnavailable(
-                    f"cannot connect to the provider: {exc.strerror}"
-                ) from None
-            except aiohttp.ServerDisconnectedError:
-                # A pooled keep-alive connection the provider had closed: retry once if safe.
-                if attempt + 1 < attempts:
-                    continue
-                raise ProviderBadResponse("the provider closed the connection") from None
-            except aiohttp.ClientError as exc:
-                raise ProviderBadResponse(
-                    f"unusable provider response: {type(exc).__name__}"
-                ) from None
-        raise ProviderBadResponse("the provider closed the connection")  # pragma: no cover
+        try:
+            # One more try on a fresh connection, for an idempotent method whose kept-alive
+            # connection the provider had closed, is the client's (``http1``).
+            answer = await runtime.upstream.fetch(
+                method, url, headers=headers, body=body or None, max_body=limit
+            )
+        except TimeoutError:
+            raise ProviderTimeout(
+                f"no answer within {runtime.settings.provider_timeout_seconds:g} s"
+            ) from None
+        except CannotConnect as exc:
+            raise ProviderUnavailable(f"cannot connect to the provider: {exc}") from None
+        except ServerDisconnected:
+            raise ProviderBadResponse("the provider closed the connection") from None
+        except AnswerTooLarge:
+            raise ProviderBadResponse(f"provider response over {limit} bytes") from None
+        except BadAnswer:
+            raise ProviderBadResponse("unusable provider response: not HTTP/1.x") from None
+        out: list[tuple[bytes, bytes]] = []
+        seen: set[bytes] = set()
+        for name, value in answer.headers:
+            lowered = name.lower()
+            if lowered in _FORWARD_RESPONSE and lowered not in seen:
+                seen.add(lowered)
+                out.append((lowered, value))
+        return answer.status, out, answer.body
 
     async def _refuse(
         self,
@@ -599,8 +578,3 @@ class ExchangeHandler:
             out.append((b"connection", b"close"))  # the rest of the body may never come
         await send({"type": "http.response.start", "status": err.status, "headers": out})
         await send({"type": "http.response.body", "body": body})
-
-
-def client_timeout(seconds: float) -> aiohttp.ClientTimeout:
-    """The forwarding timeout: one deadline for connect, send and the whole response."""
-    return aiohttp.ClientTimeout(total=seconds)

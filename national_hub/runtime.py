@@ -11,6 +11,7 @@ import aiohttp
 
 from national_hub.credentials import CredentialsFile
 from national_hub.db import Database, upgrade_database
+from national_hub.http1 import Http1Client
 from national_hub.ledger import LedgerWriter
 from national_hub.metrics import HubMetrics
 from national_hub.monitor import probe_nodes, refresh_stats
@@ -36,8 +37,10 @@ class Runtime:
     registry: RegistryCache
     tokens: TokenService
     ledger: LedgerWriter
+    #: For the node probes (a few requests a minute).
     http: aiohttp.ClientSession
-    upstream_timeout: aiohttp.ClientTimeout
+    #: For forwarding exchanges: the hot path's client, with the provider timeout.
+    upstream: Http1Client
     catalogue: Catalogue
     credentials: CredentialsFile | None
     metrics: HubMetrics
@@ -97,7 +100,9 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
             tokens=TokenService(settings.signing_key_value(), settings.token_ttl_seconds),
             ledger=ledger,
             http=http,
-            upstream_timeout=aiohttp.ClientTimeout(total=settings.provider_timeout_seconds),
+            upstream=Http1Client(
+                limit=settings.upstream_connections, timeout=settings.provider_timeout_seconds
+            ),
             catalogue=catalogue,
             credentials=credentials,
             metrics=metrics,
@@ -146,6 +151,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                     await task
             await ledger.stop()
             await http.close()
+            await runtime.upstream.close()
             await registry.stop()
     finally:
         await db.dispose()

@@ -1,4 +1,4 @@
-"""The generator's HTTP/1.1 client against a real server on loopback that answers as told."""
+"""The hot paths' HTTP/1.1 client against a real server on loopback that answers as told."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from loadtest.http1 import Http1Client, ServerDisconnected
+from national_hub.http1 import (
+    AnswerTooLarge,
+    BadAnswer,
+    CannotConnect,
+    Http1Client,
+    ServerDisconnected,
+)
 
 Answer = Callable[[bytes], bytes | None]
 
@@ -183,7 +189,7 @@ async def test_a_refused_connection_is_an_error() -> None:
     async with Scripted(lambda request: ok()) as server:
         url = server.url
     async with Http1Client() as client:
-        with pytest.raises(ConnectionRefusedError):
+        with pytest.raises(CannotConnect):
             await client.request("GET", f"{url}/")
 
 
@@ -191,3 +197,34 @@ async def test_only_http_urls() -> None:
     async with Http1Client() as client:
         with pytest.raises(ValueError, match="only http"):
             await client.request("GET", "ftp://127.0.0.1/x")
+
+
+async def test_fetch_keeps_headers_and_body() -> None:
+    chunked = (
+        b'HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nETag: "v1"\r\n'
+        b"transfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    )
+    async with Scripted(lambda request: chunked) as server, Http1Client() as client:
+        answer = await client.fetch("GET", f"{server.url}/x", headers={"Accept": "*/*"})
+    assert answer.status == 404
+    assert answer.body == b"abcde"
+    assert answer.size == 5
+    assert (b"Content-Type", b"application/json") in answer.headers
+    assert (b"ETag", b'"v1"') in answer.headers
+
+
+async def test_a_body_over_the_bound_is_refused_and_the_connection_dropped() -> None:
+    big = ok(b"z" * 10_000)
+    async with Scripted(lambda request: big) as server, Http1Client() as client:
+        with pytest.raises(AnswerTooLarge):
+            await client.fetch("GET", f"{server.url}/", max_body=1000)
+        answer = await client.fetch("GET", f"{server.url}/", max_body=20_000)
+        assert answer.size == 10_000
+    assert server.connections == 2
+
+
+async def test_something_that_is_not_http_is_a_bad_answer() -> None:
+    not_http = b"SSH-2.0-OpenSSH\r\n\r\n"
+    async with Scripted(lambda request: not_http) as server, Http1Client() as client:
+        with pytest.raises(BadAnswer):
+            await client.fetch("GET", f"{server.url}/")

@@ -1,17 +1,20 @@
-"""The generator's HTTP/1.1 client: keep-alive connections and httptools, nothing more.
+"""An HTTP/1.1 client for the hot paths: pooled keep-alive connections and httptools.
 
-A load generator that runs on the same cores as the system it measures must cost far
-less than that system, or it measures itself. aiohttp's client, measured here against
-nginx on loopback, took about 180 µs of CPU a request; the open-loop generator needs
-only to send a request it was given and learn the status and the size of the answer.
-This client writes each request as one buffer on a pooled keep-alive connection and
-parses the answer with httptools (the parser uvicorn uses), about 45 µs a request.
+The hub forwards every exchange to its provider, and the load generator sends every
+request it schedules, on the same cores as everything else. aiohttp's client, measured
+here against nginx on loopback, took about 180 µs of CPU a request; this one writes each
+request as one buffer on a pooled keep-alive connection and parses the answer with
+httptools (the parser uvicorn uses): about 45 µs.
 
-It does what the generator needs and no more: ``http`` and ``https`` URLs, a bound on
-connections (requests wait for a free one, as with aiohttp's connector), a deadline per
-request, bodies read and counted (content-length, chunked, or to the end of the
-connection), and ``Connection: close`` honoured. No redirects, cookies or
-decompression: a load test measures what the server answers, as it answers it.
+What it does: ``http`` and ``https`` URLs; at most ``limit`` connections in all (a
+request waits for a free one, inside its deadline); one deadline for the whole request,
+connection and waiting included; bodies delimited by a length, by chunks or by the end of
+the connection, kept (``fetch``) or only counted (``request``), with an optional bound on
+their size; ``Connection: close`` honoured; one more try, on a new connection, for an
+idempotent request whose kept-alive connection the server had closed as it left. What it
+leaves out, on purpose: redirects, cookies, decompression, proxies, ``Expect:
+100-continue``. The hub passes answers on as the provider made them, and a load test
+measures what the server answers.
 """
 
 from __future__ import annotations
@@ -21,32 +24,66 @@ import contextlib
 import ssl
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
 import httptools
 
-__all__ = ["Http1Client", "ServerDisconnected"]
+__all__ = [
+    "Answer",
+    "AnswerTooLarge",
+    "BadAnswer",
+    "CannotConnect",
+    "Http1Client",
+    "ServerDisconnected",
+]
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_DELIMITING = frozenset({b"content-length", b"transfer-encoding"})
+
+
+class Answer(NamedTuple):
+    status: int
+    #: The response's headers as sent (names in the server's case); empty unless kept.
+    headers: list[tuple[bytes, bytes]]
+    #: The body; empty unless kept.
+    body: bytes
+    #: The body's size in bytes.
+    size: int
 
 
 class ServerDisconnected(ConnectionError):
     """The server closed the connection before its answer was complete."""
 
 
+class CannotConnect(ConnectionError):
+    """No connection could be made to the server (refused, unreachable, unknown host)."""
+
+
+class BadAnswer(ConnectionError):
+    """What the server sent is not an HTTP/1.x response."""
+
+
+class AnswerTooLarge(Exception):
+    """The response's body is over the size the caller allowed."""
+
+
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection; at most one request on it at a time."""
+    """One keep-alive connection; one request on it at a time."""
 
     def __init__(self, pool: _Pool) -> None:
         self._pool = pool
         self.transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
-        self._waiter: asyncio.Future[tuple[int, int]] | None = None
-        self._body_bytes = 0
+        self._waiter: asyncio.Future[Answer] | None = None
+        self._keep = False
+        self._max_body: int | None = None
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._chunks: list[bytes] = []
+        self._size = 0
         self._received = False
         self._headers_done = False
-        #: The answer says where it ends (a length, or chunks), so the connection's end
+        #: The answer says where it ends (a length, or chunks): the connection's end
         #: before then is an error, not the end of the body.
         self._delimited = False
         self._no_body = False
@@ -63,56 +100,62 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(ServerDisconnected(f"unparsable response: {exc}"))
+            self._fail(BadAnswer(f"unparsable response: {exc}"))
             self._close()
 
     def eof_received(self) -> bool | None:
-        # A response without a length ends with the connection: complete now.
+        # An answer with neither a length nor chunks ends with the connection.
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             if self._headers_done and not self._delimited:
-                waiter.set_result((self._parser.get_status_code(), self._body_bytes))
+                waiter.set_result(self._answer())
             else:
                 waiter.set_exception(ServerDisconnected("the answer ended before its end"))
-        self.closed = True
-        self._pool.forget(self)
+        self._forget()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._pool.forget(self)
+        self._forget()
         self._fail(ServerDisconnected("the server closed the connection"))
 
     # -- httptools callbacks ------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._body_bytes = 0
+        self._headers = []
+        self._chunks = []
+        self._size = 0
         self._headers_done = False
         self._delimited = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() in (b"content-length", b"transfer-encoding"):
+        if name.lower() in _DELIMITING:
             self._delimited = True
+        if self._keep:
+            self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
         if self._no_body:
             # The answer to HEAD has no body whatever its headers say, and the parser
-            # cannot be told so: take the status and do not reuse the connection.
+            # cannot be told so: take the answer and do not reuse the connection.
             waiter, self._waiter = self._waiter, None
             if waiter is not None and not waiter.done():
-                waiter.set_result((self._parser.get_status_code(), 0))
+                waiter.set_result(self._answer())
             self._close()
 
     def on_body(self, body: bytes) -> None:
-        self._body_bytes += len(body)
+        self._size += len(body)
+        if self._max_body is not None and self._size > self._max_body:
+            self._fail(AnswerTooLarge(f"response body over {self._max_body} bytes"))
+            self._close()
+        elif self._keep:
+            self._chunks.append(body)
 
     def on_message_complete(self) -> None:
         waiter, self._waiter = self._waiter, None
-        keep_alive = self._parser.should_keep_alive()
         if waiter is not None and not waiter.done():
-            waiter.set_result((self._parser.get_status_code(), self._body_bytes))
-        if keep_alive:
+            waiter.set_result(self._answer())
+        if self._parser.should_keep_alive() and not self.closed:
             self._parser = httptools.HttpResponseParser(self)
             self._received = False
             self._pool.release(self)
@@ -121,12 +164,31 @@ class _Connection(asyncio.Protocol):
 
     # -- use ----------------------------------------------------------------------
 
-    def send(self, data: bytes, waiter: asyncio.Future[tuple[int, int]], *, head: bool) -> None:
+    def _answer(self) -> Answer:
+        chunks = self._chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return Answer(self._parser.get_status_code(), self._headers, body, self._size)
+
+    def send(
+        self,
+        data: bytes,
+        waiter: asyncio.Future[Answer],
+        *,
+        head: bool,
+        keep: bool,
+        max_body: int | None,
+    ) -> None:
         assert self.transport is not None
         self._waiter = waiter
         self._received = False
         self._no_body = head
+        self._keep = keep
+        self._max_body = max_body
         self.transport.write(data)
+
+    @property
+    def answered_nothing(self) -> bool:
+        return not self._received
 
     def _fail(self, exc: Exception) -> None:
         waiter, self._waiter = self._waiter, None
@@ -138,19 +200,18 @@ class _Connection(asyncio.Protocol):
         self._waiter = None
         self._close()
 
-    def _close(self) -> None:
+    def _forget(self) -> None:
         self.closed = True
         self._pool.forget(self)
+
+    def _close(self) -> None:
+        self._forget()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
-    @property
-    def answered_nothing(self) -> bool:
-        return not self._received
-
 
 class _Pool:
-    """Connections to one host and port: the idle ones, and the count of all."""
+    """The connections to one scheme, host and port."""
 
     def __init__(self, client: Http1Client, host: str, port: int, tls: bool) -> None:
         self._client = client
@@ -159,8 +220,8 @@ class _Pool:
         self.open: set[_Connection] = set()
 
     async def connect(self) -> _Connection:
-        """A new connection; its place under the client's limit is taken before it is
-        made, so that many requests starting at once cannot all open one."""
+        """A new connection. Its place under the client's limit is taken before it is
+        made, so that many requests starting at once cannot each open one."""
         client = self._client
         client.count += 1
         context = client.ssl_context if self.tls else None
@@ -168,14 +229,17 @@ class _Pool:
             _, conn = await asyncio.get_running_loop().create_connection(
                 lambda: _Connection(self), self.host, self.port, ssl=context
             )
-        except BaseException:
+        except BaseException as exc:
             client.count -= 1
             client.freed()
+            if isinstance(exc, OSError):
+                raise CannotConnect(exc.strerror or str(exc)) from exc
             raise
         self.open.add(conn)
         return conn
 
     def release(self, conn: _Connection) -> None:
+        """A connection is free: to the oldest request waiting for one, or idle."""
         if conn.closed:
             return
         conn.reused = True
@@ -202,13 +266,13 @@ class Http1Client:
     def __init__(self, *, limit: int = 256, timeout: float = 30.0) -> None:
         self.limit = limit
         self.timeout = timeout
-        self._pools: dict[tuple[str, str, int], _Pool] = {}
-        #: Requests waiting for a connection (all hosts), oldest first.
-        self.waiters: deque[asyncio.Future[_Connection | None]] = deque()
-        self._ssl: ssl.SSLContext | None = None
         #: Connections open or being opened, to all hosts.
         self.count = 0
+        #: Requests waiting for a connection (to any host), oldest first.
+        self.waiters: deque[asyncio.Future[_Connection | None]] = deque()
+        self._pools: dict[tuple[str, str, int], _Pool] = {}
         self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[_Pool, bytes]] = {}
+        self._ssl: ssl.SSLContext | None = None
 
     @property
     def ssl_context(self) -> ssl.SSLContext:
@@ -217,18 +281,14 @@ class Http1Client:
         return self._ssl
 
     def freed(self) -> None:
-        """A connection closed: a waiter may open a new one."""
+        """A connection closed: a waiting request may open a new one."""
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
                 return
 
-    def _prepare(self, method: str, url: str, headers: Mapping[str, str]) -> tuple[_Pool, bytes]:
-        key = (method, url, tuple(headers.items()))
-        found = self._heads.get(key)
-        if found is not None:
-            return found
+    def _head(self, method: str, url: str, headers: Mapping[str, str]) -> tuple[_Pool, bytes]:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"only http and https URLs can be requested, not {url!r}")
@@ -238,14 +298,23 @@ class Http1Client:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}"]
         lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() != "host"]
-        pool_key = (parts.scheme, host, port)
-        pool = self._pools.get(pool_key)
+        key = (parts.scheme, host, port)
+        pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[pool_key] = _Pool(self, host, port, tls)
-        head = ("\r\n".join(lines) + "\r\n").encode("latin-1")
-        if len(self._heads) < 4096:  # fixed targets repeat; generated ones need not be kept
-            self._heads[key] = (pool, head)
-        return pool, head
+            pool = self._pools[key] = _Pool(self, host, port, tls)
+        return pool, ("\r\n".join(lines) + "\r\n").encode("latin-1")
+
+    def _remembered_head(
+        self, method: str, url: str, headers: Mapping[str, str]
+    ) -> tuple[_Pool, bytes]:
+        # A load test repeats a few requests many times: build each head once.
+        key = (method, url, tuple(headers.items()))
+        found = self._heads.get(key)
+        if found is None:
+            found = self._head(method, url, headers)
+            if len(self._heads) < 4096:
+                self._heads[key] = found
+        return found
 
     async def _acquire(self, pool: _Pool) -> _Connection:
         while True:
@@ -258,41 +327,32 @@ class Http1Client:
             waiter: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
             self.waiters.append(waiter)
             try:
-                conn_or_none = await waiter
+                handed = await waiter
             except BaseException:
-                handed = waiter.result() if waiter.done() and not waiter.cancelled() else None
-                if handed is not None:
-                    handed._pool.release(handed)  # handed over as we gave up: pass it on
+                if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
+                    conn = cast(_Connection, waiter.result())
+                    conn._pool.release(conn)  # handed over as we gave up: pass it on
                 raise
-            if conn_or_none is not None and not conn_or_none.closed:
-                if conn_or_none in pool.open:
-                    return conn_or_none
-                conn_or_none.abort()  # another host's: close it, its place is ours
+            if handed is not None and not handed.closed:
+                if handed in pool.open:
+                    return handed
+                handed.abort()  # another host's connection: close it, its place is ours
 
-    async def request(
+    async def _send(
         self,
         method: str,
-        url: str,
+        pool: _Pool,
+        data: bytes,
         *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
-    ) -> tuple[int, int]:
-        """Send one request; the response's status and the size of its body.
-
-        Raises ``TimeoutError`` when the answer is not complete within the client's
-        ``timeout``, ``ServerDisconnected`` when the connection ends
-        first, and ``OSError`` when no connection can be made.
-        """
-        pool, head = self._prepare(method, url, headers or {})
-        if body or method in ("POST", "PUT", "PATCH"):
-            data = head + f"Content-Length: {len(body or b'')}\r\n\r\n".encode() + (body or b"")
-        else:
-            data = head + b"\r\n"
+        keep: bool,
+        max_body: int | None,
+    ) -> Answer:
+        loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.timeout):
             for attempt in (1, 2):
                 conn = await self._acquire(pool)
-                waiter: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
-                conn.send(data, waiter, head=method == "HEAD")
+                waiter: asyncio.Future[Answer] = loop.create_future()
+                conn.send(data, waiter, head=method == "HEAD", keep=keep, max_body=max_body)
                 try:
                     return await waiter
                 except ServerDisconnected:
@@ -310,6 +370,47 @@ class Http1Client:
                     conn.abort()  # a deadline or a cancellation mid-answer
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _with_body(method: str, head: bytes, body: bytes | None) -> bytes:
+        if body or method in ("POST", "PUT", "PATCH"):
+            return head + b"Content-Length: %d\r\n\r\n" % len(body or b"") + (body or b"")
+        return head + b"\r\n"
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> tuple[int, int]:
+        """Send a request; its answer's status and body size (the body is not kept).
+
+        Raises ``TimeoutError`` when the answer is not complete within the client's
+        ``timeout``, ``CannotConnect``, ``ServerDisconnected`` or ``BadAnswer``.
+        """
+        pool, head = self._remembered_head(method, url, headers or {})
+        answer = await self._send(
+            method, pool, self._with_body(method, head, body), keep=False, max_body=None
+        )
+        return answer.status, answer.size
+
+    async def fetch(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        max_body: int | None = None,
+    ) -> Answer:
+        """Send a request; its answer with headers and body. As ``request``, and
+        ``AnswerTooLarge`` when the body passes ``max_body`` bytes."""
+        pool, head = self._head(method, url, headers or {})
+        return await self._send(
+            method, pool, self._with_body(method, head, body), keep=True, max_body=max_body
+        )
 
     async def close(self) -> None:
         for pool in list(self._pools.values()):
