@@ -260,6 +260,7 @@ def main() -> None:
             )
 
         capacity: dict[str, CapacityResult] = {}
+        acknowledged = 0
         for name in () if args.capacity else ("hub", "nginx"):
             with pool(name) as p:
                 print(f"capacity: {name} ...", flush=True)
@@ -278,6 +279,8 @@ def main() -> None:
                     ),
                 )
             results[f"capacity_{name}"] = capacity_row(capacity[name])
+            if name == "hub":
+                acknowledged += sum(run.result.ok for run, _ in capacity[name].steps)
             print(
                 f"  {name}: {capacity[name].sustainable_rate:,.0f}/s "
                 f"(limited by {capacity[name].limited_by})",
@@ -290,7 +293,10 @@ def main() -> None:
         latency = {}
         for name in ("direct", "hub"):
             with pool(name) as p:
-                latency[name] = summary(p.run(step(half, 15)))
+                run = p.run(step(half, 15))
+                latency[name] = summary(run)
+                if name == "hub":
+                    acknowledged += run.result.ok
         results["at_half_capacity"] = {
             "rate": round(half, 1),
             "direct": latency["direct"],
@@ -346,6 +352,7 @@ def main() -> None:
             outs = [hey.communicate(timeout=args.flood_seconds + 60)[0] for hey in heys]
             recovery = p.run(step(half, 10))
         flood = merge_hey([hey_summary(out) for out in outs])
+        acknowledged += probe.result.ok + recovery.result.ok + flood["statuses"].get("200", 0)
         admitted_ms = admitted_p99(probe)
         results["flood"] = {
             "generator": "hey",
@@ -386,6 +393,7 @@ def main() -> None:
             with pool("hub") as p:
                 sampler.start()
                 soak = p.run(step(rate, seconds))
+                acknowledged += soak.result.ok
                 stop.set()
                 sampler.join()
             rss = [s[1] for s in samples]
@@ -406,6 +414,16 @@ def main() -> None:
                 f"{results['soak']['fds_min_max']}",
                 flush=True,
             )
+        # Every exchange the hub acknowledged with a 200 must be in its ledger (the
+        # statistics are written in the same transaction as the rows).
+        daily = httpx.get(f"{hub_url}/stats/daily", timeout=30).json()
+        rows = sum(day["transactions"] for day in daily["items"])
+        results["ledger"] = {"rows": rows, "acknowledged_200": acknowledged}
+        print(
+            f"ledger: {rows:,} rows for {acknowledged:,} exchanges acknowledged with 200"
+            f" ({'all recorded' if rows >= acknowledged else 'ROWS MISSING'})",
+            flush=True,
+        )
         print(json.dumps(results, indent=2, default=str))
         if args.json:
             args.json.write_text(json.dumps(results, indent=2, default=str))
