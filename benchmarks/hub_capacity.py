@@ -14,9 +14,9 @@ Everything runs on this machine's cores, generator included, on 127.0.0.1.
 2. **Hub-added latency** at 50% of the hub's capacity: through the hub against straight
    to the provider, same rate, same generator; the difference of the medians and p99s.
 3. **Flood**: ``--flood-times`` (default 3) times the capacity for ``--flood-seconds``,
-   offered by ``hey`` (Go; ``--flood-workers`` workers in ``--flood-processes``
-   processes started apart, each worker held to its share of the rate, so the offered
-   rate stays put however fast the hub refuses): how much the hub
+   offered by ``wrk`` (C) over ``--flood-connections`` connections, each holding its
+   share of the rate with a random pause after each answer, so the offered rate stays
+   put however fast the hub refuses: how much the hub
    sheds (503 ``hub_overloaded`` with ``Retry-After``), and, from a light open-loop probe
    beside it (5% of capacity, latency from each request's scheduled time), the p99 of
    the requests the hub admits. Then **recovery**: 50% of capacity at once after the
@@ -120,45 +120,35 @@ def admitted_p99(run: RunResult) -> float | None:
     return None if not ok.get_total_count() else float(ok.get_value_at_percentile(99)) / 1000
 
 
-def hey_summary(out: str) -> dict[str, Any]:
-    """What hey offered and got, from its summary."""
-    seconds = float(out.split("Total:")[1].split()[0])
-    statuses = {
-        int(code): int(count) for code, count in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)
-    }
-    errors = 0
-    if "Error distribution:" in out:
-        errors = sum(
-            int(n) for n in re.findall(r"^\s*\[(\d+)\]", out.split("Error distribution:")[1], re.M)
-        )
-    total = sum(statuses.values()) + errors
+FLOOD_LUA = """
+-- Each connection waits a random delay after each answer (mean FLOOD_DELAY_MS), so that
+-- the offered rate is about connections / mean delay, whatever the answers take.
+local mean = tonumber(os.getenv("FLOOD_DELAY_MS"))
+function delay()
+  return mean * (0.5 + math.random())
+end
+"""
+
+
+def wrk_flood_summary(out: str) -> dict[str, Any]:
+    """What wrk offered and got, from its summary."""
+    m = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)", out)
+    if m is None:
+        raise RuntimeError(f"wrk printed no summary:\n{out}")
+    requests = int(m.group(1))
+    seconds = float(m.group(2)) * {"ms": 0.001, "s": 1.0, "m": 60.0}[m.group(3)]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    refused = int(non2xx.group(1)) if non2xx else 0
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    transport = sum(int(g) for g in errors.groups()) if errors else 0
     return {
         "seconds": round(seconds, 1),
-        "requests": total,
-        "offered_per_second": round(total / seconds, 1),
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "shed_503": statuses.get(503, 0),
-        "transport_errors": errors,
-        "served_per_second": round(statuses.get(200, 0) / seconds, 1),
-    }
-
-
-def merge_hey(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Several hey summaries as one: counts added, rates over the longest run."""
-    seconds = max(p["seconds"] for p in parts)
-    statuses: dict[str, int] = {}
-    for part in parts:
-        for code, n in part["statuses"].items():
-            statuses[code] = statuses.get(code, 0) + n
-    total = sum(p["requests"] for p in parts)
-    return {
-        "seconds": seconds,
-        "requests": total,
-        "offered_per_second": round(total / seconds, 1),
-        "statuses": dict(sorted(statuses.items())),
-        "shed_503": statuses.get("503", 0),
-        "transport_errors": sum(p["transport_errors"] for p in parts),
-        "served_per_second": round(statuses.get("200", 0) / seconds, 1),
+        "requests": requests,
+        "offered_per_second": round(requests / seconds, 1),
+        "ok": requests - refused,
+        "not_2xx": refused,
+        "transport_errors": transport,
+        "served_per_second": round((requests - refused) / seconds, 1),
     }
 
 
@@ -185,17 +175,16 @@ def main() -> None:
     parser.add_argument("--step-seconds", type=float, default=8.0)
     parser.add_argument("--flood-seconds", type=float, default=15.0)
     parser.add_argument("--flood-times", type=float, default=3.0, help="x the capacity")
-    parser.add_argument("--flood-workers", type=int, default=300)
-    parser.add_argument("--flood-processes", type=int, default=6)
+    parser.add_argument("--flood-connections", type=int, default=400)
     parser.add_argument("--soak-minutes", type=float, default=0.0)
     parser.add_argument(
         "--capacity", type=float, help="skip the searches and take this as the hub's capacity"
     )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    for tool in ("nginx", "hey"):
+    for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None:
-            sys.exit(f"{tool} is required: apt-get install nginx-light hey")
+            sys.exit(f"{tool} is required: apt-get install nginx-light wrk")
     work = Path(tempfile.mkdtemp(prefix="ngsp-hubcap-"))
     (work / "body").mkdir()
     (work / "proxy").mkdir()
@@ -309,55 +298,50 @@ def main() -> None:
             f"ms, p99 {results['at_half_capacity']['hub_adds_p99_ms']} ms",
             flush=True,
         )
-        # The flood comes from hey (Go): a Python generator asked for 3x the capacity would
-        # need more CPU than the machine has. Each hey worker is held to its share of the
-        # rate (-q) by a ticker, and one hey's workers tick together; so the flood comes
-        # from --flood-processes hey processes started a fraction of a tick apart, which
-        # spreads the arrivals. A light open-loop probe beside it measures what the hub
-        # does for the requests it admits.
+        # The flood comes from wrk (C): a Python generator asked for 3x the capacity would
+        # need more CPU than the hub. wrk is a closed loop, so each of its connections
+        # waits a random delay (mean: connections / rate) after each answer: the offered
+        # rate stays put however fast the hub refuses, and the arrivals are spread. A
+        # light open-loop probe beside it measures what the hub does for the requests it
+        # admits, from their scheduled times.
         flood_rate = args.flood_times * cap
-        per_worker = max(1, round(flood_rate / args.flood_workers))
-        share = max(1, args.flood_workers // args.flood_processes)
+        mean_delay_ms = 1000.0 * args.flood_connections / flood_rate
+        script = work / "flood.lua"
+        script.write_text(FLOOD_LUA)
         print(
-            f"flood: {args.flood_workers * per_worker:,}/s ({args.flood_times:g}x) from hey for "
+            f"flood: {flood_rate:,.0f}/s ({args.flood_times:g}x) from wrk for "
             f"{args.flood_seconds:g} s, probe at {0.05 * cap:,.0f}/s ...",
             flush=True,
         )
-        heys = []
-        for _ in range(args.flood_processes):
-            heys.append(
-                subprocess.Popen(
-                    [
-                        "hey",
-                        "-z",
-                        f"{int(args.flood_seconds)}s",
-                        "-c",
-                        str(share),
-                        "-q",
-                        str(per_worker),
-                        "-t",
-                        "10",
-                        "-H",
-                        f"Authorization: Bearer {token}",
-                        f"{hub_url}/exchange/DANCU/citizens/001203004567",
-                    ],
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-            )
-            time.sleep(1.0 / per_worker / args.flood_processes)
+        flooder = subprocess.Popen(
+            [
+                "wrk",
+                "-t2",
+                f"-c{args.flood_connections}",
+                f"-d{int(args.flood_seconds)}s",
+                "--timeout",
+                "10s",
+                "-s",
+                str(script),
+                "-H",
+                f"Authorization: Bearer {token}",
+                f"{hub_url}/exchange/DANCU/citizens/001203004567",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "FLOOD_DELAY_MS": f"{mean_delay_ms:.3f}"},
+        )
         time.sleep(1.0)
         with pool("hub", workers=1) as p:
             probe = p.run(step(0.05 * cap, max(2.0, args.flood_seconds - 3)))
-            outs = [hey.communicate(timeout=args.flood_seconds + 60)[0] for hey in heys]
+            out = flooder.communicate(timeout=args.flood_seconds + 60)[0]
             recovery = p.run(step(half, 10))
-        flood = merge_hey([hey_summary(out) for out in outs])
-        acknowledged += probe.result.ok + recovery.result.ok + flood["statuses"].get("200", 0)
+        flood = wrk_flood_summary(out)
         admitted_ms = admitted_p99(probe)
         results["flood"] = {
-            "generator": "hey",
-            "hey_processes": args.flood_processes,
-            "asked_per_second": args.flood_processes * share * per_worker,
+            "generator": "wrk",
+            "connections": args.flood_connections,
+            "asked_per_second": round(flood_rate, 1),
             **flood,
             "times_capacity": round(flood["offered_per_second"] / cap, 2),
             "probe": summary(probe),
@@ -365,7 +349,8 @@ def main() -> None:
             "probe_admitted_p99_ms": round(admitted_ms, 2) if admitted_ms is not None else None,
         }
         results["recovery"] = summary(recovery)
-        shed, total = flood["shed_503"], flood["requests"]
+        acknowledged += probe.result.ok + recovery.result.ok + flood["ok"]
+        shed, total = flood["not_2xx"], flood["requests"]
         print(
             f"  offered {flood['offered_per_second']:,.0f}/s "
             f"({results['flood']['times_capacity']:.1f}x), {shed} of {total} shed, "

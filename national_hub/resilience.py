@@ -184,6 +184,11 @@ class LoadShedder:
     part leaves out the provider's time, so a slow provider (bounded by ``InFlight``) is
     no reason to refuse the others. Below the crowd everything is admitted: that is also
     how the smoothed figure is refreshed after a flood.
+
+    Only overload that lasts ``sustain_seconds`` is shed: a pause (a collection, a slow
+    disk write) gathers a crowd and a lag for a moment and clears by itself, and
+    refusing exchanges over it would turn a few late answers into errors. A flood keeps
+    the crowd and the lag, and is shed once they have lasted that long.
     """
 
     def __init__(
@@ -195,8 +200,14 @@ class LoadShedder:
         min_in_flight_to_shed: int = 32,
         added_threshold: float = float("inf"),
         smoothing: float = 0.05,
+        sustain_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_in_flight = max_in_flight
+        self.sustain_seconds = sustain_seconds
+        self._clock = clock
+        #: When the present overload began (None: not overloaded).
+        self._overloaded_since: float | None = None
         self.lag_threshold = lag_threshold
         self.lag = lag
         self.min_in_flight_to_shed = min_in_flight_to_shed
@@ -220,10 +231,16 @@ class LoadShedder:
         if self.in_flight >= self.max_in_flight:
             return False
         # Lag alone (a pause, a slow commit) is no reason to refuse; lag with a crowd is.
-        return not (
+        if not (
             self.in_flight >= self.min_in_flight_to_shed
             and (self.lag.lag > self.lag_threshold or self.added > self.added_threshold)
-        )
+        ):
+            self._overloaded_since = None
+            return True
+        now = self._clock()
+        if self._overloaded_since is None:
+            self._overloaded_since = now
+        return now - self._overloaded_since < self.sustain_seconds
 
 
 class LoginThrottle:

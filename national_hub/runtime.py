@@ -117,6 +117,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 lag_threshold=settings.shed_lag_seconds,
                 min_in_flight_to_shed=settings.shed_min_in_flight,
                 added_threshold=settings.shed_added_seconds,
+                sustain_seconds=settings.shed_sustain_seconds,
                 lag=LagMonitor(on_sample=metrics.loop_lag.set),
             ),
             logins=LoginThrottle(

@@ -61,6 +61,8 @@ class HubSettings(BaseSettings):
     #: ... with at least this many exchanges in flight (lag alone may be a passing pause).
     #: Tighter values shed earlier under a flood and also at 80% load (benchmarks/RESULTS).
     shed_min_in_flight: int = Field(default=64, ge=1)
+    #: ... for at least this long: a passing pause is waited out, not shed.
+    shed_sustain_seconds: float = Field(default=0.25, ge=0, le=10)
     #: Consecutive provider failures that open its circuit, and how long it stays open.
     circuit_failures: int = Field(default=5, ge=1)
     circuit_open_seconds: float = Field(default=10.0, gt=0)

@@ -182,6 +182,34 @@ async def test_the_door_sheds_before_the_app_and_the_connection_goes_on(
     assert 'ngsp_shed_total{reason="hub_overloaded"} 2.0' in metrics
 
 
+def test_shedder_waits_out_a_passing_pause() -> None:
+    lag = LagMonitor()
+    now = [100.0]
+    shedder = LoadShedder(
+        max_in_flight=100,
+        lag_threshold=0.02,
+        lag=lag,
+        min_in_flight_to_shed=10,
+        sustain_seconds=0.25,
+        clock=lambda: now[0],
+    )
+    shedder.in_flight, lag.lag = 50, 0.5
+    assert shedder.admit()  # overload begins: waited out for a while
+    now[0] += 0.2
+    assert shedder.admit()
+    lag.lag = 0.001  # the pause is over
+    assert shedder.admit()
+    lag.lag = 0.5  # a new one starts the wait again
+    now[0] += 0.2
+    assert shedder.admit()
+    now[0] += 0.3  # it lasted: now it is overload
+    assert not shedder.admit()
+    shedder.in_flight = 100
+    assert not shedder.admit()  # the hard bound never waits
+    shedder.in_flight, lag.lag = 5, 0.001
+    assert shedder.admit()
+
+
 def test_shedder_watches_the_hubs_own_part() -> None:
     lag = LagMonitor()
     shedder = LoadShedder(
