@@ -14,9 +14,9 @@ Everything runs on this machine's cores, generator included, on 127.0.0.1.
 2. **Hub-added latency** at 50% of the hub's capacity: through the hub against straight
    to the provider, same rate, same generator; the difference of the medians and p99s.
 3. **Flood**: ``--flood-times`` (default 3) times the capacity for ``--flood-seconds``,
-   offered by ``wrk`` (C) over ``--flood-connections`` connections, each holding its
-   share of the rate with a random pause after each answer, so the offered rate stays
-   put however fast the hub refuses: how much the hub
+   offered by ``wrk`` (C) over ``--flood-connections`` connections, each thread holding
+   its share of the rate by handing out time slots (``FLOOD_LUA``), so the offered rate
+   stays put however fast or slowly the hub answers: how much the hub
    sheds (503 ``hub_overloaded`` with ``Retry-After``), and, from a light open-loop probe
    beside it (5% of capacity, latency from each request's scheduled time), the p99 of
    the requests the hub admits. Then **recovery**: 50% of capacity at once after the
@@ -121,11 +121,28 @@ def admitted_p99(run: RunResult) -> float | None:
 
 
 FLOOD_LUA = """
--- Each connection waits a random delay after each answer (mean FLOOD_DELAY_MS), so that
--- the offered rate is about connections / mean delay, whatever the answers take.
-local mean = tonumber(os.getenv("FLOOD_DELAY_MS"))
+-- Holds each wrk thread to its share of the rate, whatever the answers take: every
+-- request takes the thread's next free slot (slots FLOOD_INTERVAL_MS apart), and its
+-- connection waits for it. A connection whose answer came late takes the next slot, not
+-- a missed one; with enough connections the offered rate stays put.
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } flood_timespec;
+int clock_gettime(int clock_id, flood_timespec *tp);
+]]
+local ts = ffi.new("flood_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, ts)  -- CLOCK_MONOTONIC
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+local interval = tonumber(os.getenv("FLOOD_INTERVAL_MS"))
+local next_slot = 0
 function delay()
-  return mean * (0.5 + math.random())
+  local t = now_ms()
+  if next_slot < t then next_slot = t end
+  local wait = next_slot - t
+  next_slot = next_slot + interval
+  return wait
 end
 """
 
@@ -175,8 +192,11 @@ def main() -> None:
     parser.add_argument("--step-seconds", type=float, default=8.0)
     parser.add_argument("--flood-seconds", type=float, default=15.0)
     parser.add_argument("--flood-times", type=float, default=3.0, help="x the capacity")
-    parser.add_argument("--flood-connections", type=int, default=400)
+    parser.add_argument("--flood-connections", type=int, default=1000)
     parser.add_argument("--soak-minutes", type=float, default=0.0)
+    parser.add_argument(
+        "--soak-connections", type=int, default=64, help="client connections per generator"
+    )
     parser.add_argument(
         "--capacity", type=float, help="skip the searches and take this as the hub's capacity"
     )
@@ -238,13 +258,13 @@ def main() -> None:
         def pool(name: str, workers: int = 2) -> GeneratorPool:
             return GeneratorPool(targets[name], workers=workers, seed=1)
 
-        def step(rate: float, seconds: float) -> Step:
+        def step(rate: float, seconds: float, connections: int = 512) -> Step:
             return Step(
                 rate=rate,
                 duration=seconds,
                 max_requests=int(rate * seconds * 1.2) + 100,
                 shape=Shape(),
-                connections=512,
+                connections=connections,
                 timeout=10.0,
             )
 
@@ -299,13 +319,13 @@ def main() -> None:
             flush=True,
         )
         # The flood comes from wrk (C): a Python generator asked for 3x the capacity would
-        # need more CPU than the hub. wrk is a closed loop, so each of its connections
-        # waits a random delay (mean: connections / rate) after each answer: the offered
-        # rate stays put however fast the hub refuses, and the arrivals are spread. A
-        # light open-loop probe beside it measures what the hub does for the requests it
-        # admits, from their scheduled times.
+        # need more CPU than the hub. wrk is a closed loop; its threads hand out time slots
+        # (FLOOD_LUA) so that the offered rate stays put. A light open-loop probe beside
+        # it measures what the hub does for the requests it admits, from their scheduled
+        # times.
         flood_rate = args.flood_times * cap
-        mean_delay_ms = 1000.0 * args.flood_connections / flood_rate
+        threads = 2
+        interval_ms = 1000.0 * threads / flood_rate
         script = work / "flood.lua"
         script.write_text(FLOOD_LUA)
         print(
@@ -316,7 +336,7 @@ def main() -> None:
         flooder = subprocess.Popen(
             [
                 "wrk",
-                "-t2",
+                f"-t{threads}",
                 f"-c{args.flood_connections}",
                 f"-d{int(args.flood_seconds)}s",
                 "--timeout",
@@ -329,7 +349,7 @@ def main() -> None:
             ],
             stdout=subprocess.PIPE,
             text=True,
-            env={**os.environ, "FLOOD_DELAY_MS": f"{mean_delay_ms:.3f}"},
+            env={**os.environ, "FLOOD_INTERVAL_MS": f"{interval_ms:.6f}"},
         )
         time.sleep(1.0)
         with pool("hub", workers=1) as p:
@@ -377,7 +397,9 @@ def main() -> None:
             sampler = threading.Thread(target=sample, daemon=True)
             with pool("hub") as p:
                 sampler.start()
-                soak = p.run(step(rate, seconds))
+                # A fixed pool of client connections, as a deployment's consumers keep:
+                # then the hub's descriptors tell its own story, not the generator's.
+                soak = p.run(step(rate, seconds, connections=args.soak_connections))
                 acknowledged += soak.result.ok
                 stop.set()
                 sampler.join()
@@ -391,12 +413,15 @@ def main() -> None:
                 "rss_mb_first_third_median": statistics.median(rss[:later] or rss),
                 "rss_mb_last_third_median": statistics.median(rss[-later:] or rss),
                 "fds_min_max": [min(fds), max(fds)] if fds else None,
+                "fds_first_third_median": statistics.median(fds[:later] or fds),
+                "fds_last_third_median": statistics.median(fds[-later:] or fds),
             }
+            got = results["soak"]
             print(
-                f"  soak: errors {soak.result.error_count}, p99 {results['soak']['p99_ms']} ms, "
-                f"RSS {results['soak']['rss_mb_first_third_median']} → "
-                f"{results['soak']['rss_mb_last_third_median']} MB, fds "
-                f"{results['soak']['fds_min_max']}",
+                f"  soak: errors {soak.result.error_count}, p99 {got['p99_ms']} ms, "
+                f"RSS {got['rss_mb_first_third_median']} → {got['rss_mb_last_third_median']} MB, "
+                f"fds {got['fds_first_third_median']} → {got['fds_last_third_median']} "
+                f"(min, max {got['fds_min_max']})",
                 flush=True,
             )
         # Every exchange the hub acknowledged with a 200 must be in its ledger (the
