@@ -13,7 +13,10 @@ Everything runs on this machine's cores, generator included, on 127.0.0.1.
    the same search through a plain nginx reverse proxy in front of the same provider.
 2. **Hub-added latency** at 50% of the hub's capacity: through the hub against straight
    to the provider, same rate, same generator; the difference of the medians and p99s.
-3. **Flood**: ``--flood-times`` (default 3) times the capacity for ``--flood-seconds``,
+3. **Soak** (with ``--soak-minutes``): 80% of capacity for that long, over a fixed pool
+   of client connections; errors, and the hub's resident memory and open file
+   descriptors sampled every 10 s.
+4. **Flood**: ``--flood-times`` (default 3) times the capacity for ``--flood-seconds``,
    offered by ``wrk`` (C) over ``--flood-connections`` connections, each thread holding
    its share of the rate by handing out time slots (``FLOOD_LUA``), so the offered rate
    stays put however fast or slowly the hub answers: how much the hub
@@ -21,8 +24,6 @@ Everything runs on this machine's cores, generator included, on 127.0.0.1.
    beside it (5% of capacity, latency from each request's scheduled time), the p99 of
    the requests the hub admits. Then **recovery**: 50% of capacity at once after the
    flood, its p99 and errors.
-4. **Soak** (with ``--soak-minutes``): 80% of capacity for that long; errors, and the
-   hub's resident memory and open file descriptors sampled every 10 s.
 """
 
 from __future__ import annotations
@@ -318,6 +319,53 @@ def main() -> None:
             f"ms, p99 {results['at_half_capacity']['hub_adds_p99_ms']} ms",
             flush=True,
         )
+        # The soak comes before the flood, so that what it samples is its own steady state
+        # and not the flood's connections closing.
+        if args.soak_minutes > 0:
+            rate = 0.8 * cap
+            seconds = args.soak_minutes * 60
+            print(f"soak: {rate:,.0f}/s for {args.soak_minutes:g} min ...", flush=True)
+            samples: list[tuple[float, float, int]] = []
+            import threading
+
+            stop = threading.Event()
+
+            def sample() -> None:
+                start = time.monotonic()
+                while not stop.wait(10.0):
+                    rss, fds = rss_and_fds(hub.pid)
+                    samples.append((round(time.monotonic() - start), round(rss, 1), fds))
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            with pool("hub") as p:
+                sampler.start()
+                # A fixed pool of client connections, as a deployment's consumers keep:
+                # then the hub's descriptors tell its own story, not the generator's.
+                soak = p.run(step(rate, seconds, connections=args.soak_connections))
+                acknowledged += soak.result.ok
+                stop.set()
+                sampler.join()
+            rss = [s[1] for s in samples]
+            fds = [s[2] for s in samples]
+            later = len(samples) // 3  # after warm-up
+            results["soak"] = {
+                **summary(soak),
+                "minutes": args.soak_minutes,
+                "samples": samples,
+                "rss_mb_first_third_median": statistics.median(rss[:later] or rss),
+                "rss_mb_last_third_median": statistics.median(rss[-later:] or rss),
+                "fds_min_max": [min(fds), max(fds)] if fds else None,
+                "fds_first_third_median": statistics.median(fds[:later] or fds),
+                "fds_last_third_median": statistics.median(fds[-later:] or fds),
+            }
+            got = results["soak"]
+            print(
+                f"  soak: errors {soak.result.error_count}, p99 {got['p99_ms']} ms, "
+                f"RSS {got['rss_mb_first_third_median']} → {got['rss_mb_last_third_median']} MB, "
+                f"fds {got['fds_first_third_median']} → {got['fds_last_third_median']} "
+                f"(min, max {got['fds_min_max']})",
+                flush=True,
+            )
         # The flood comes from wrk (C): a Python generator asked for 3x the capacity would
         # need more CPU than the hub. wrk is a closed loop; its threads hand out time slots
         # (FLOOD_LUA) so that the offered rate stays put. A light open-loop probe beside
@@ -379,51 +427,6 @@ def main() -> None:
             f"{results['recovery']['p99_ms']} ms, errors {recovery.result.error_count}",
             flush=True,
         )
-        if args.soak_minutes > 0:
-            rate = 0.8 * cap
-            seconds = args.soak_minutes * 60
-            print(f"soak: {rate:,.0f}/s for {args.soak_minutes:g} min ...", flush=True)
-            samples: list[tuple[float, float, int]] = []
-            import threading
-
-            stop = threading.Event()
-
-            def sample() -> None:
-                start = time.monotonic()
-                while not stop.wait(10.0):
-                    rss, fds = rss_and_fds(hub.pid)
-                    samples.append((round(time.monotonic() - start), round(rss, 1), fds))
-
-            sampler = threading.Thread(target=sample, daemon=True)
-            with pool("hub") as p:
-                sampler.start()
-                # A fixed pool of client connections, as a deployment's consumers keep:
-                # then the hub's descriptors tell its own story, not the generator's.
-                soak = p.run(step(rate, seconds, connections=args.soak_connections))
-                acknowledged += soak.result.ok
-                stop.set()
-                sampler.join()
-            rss = [s[1] for s in samples]
-            fds = [s[2] for s in samples]
-            later = len(samples) // 3  # after warm-up
-            results["soak"] = {
-                **summary(soak),
-                "minutes": args.soak_minutes,
-                "samples": samples,
-                "rss_mb_first_third_median": statistics.median(rss[:later] or rss),
-                "rss_mb_last_third_median": statistics.median(rss[-later:] or rss),
-                "fds_min_max": [min(fds), max(fds)] if fds else None,
-                "fds_first_third_median": statistics.median(fds[:later] or fds),
-                "fds_last_third_median": statistics.median(fds[-later:] or fds),
-            }
-            got = results["soak"]
-            print(
-                f"  soak: errors {soak.result.error_count}, p99 {got['p99_ms']} ms, "
-                f"RSS {got['rss_mb_first_third_median']} → {got['rss_mb_last_third_median']} MB, "
-                f"fds {got['fds_first_third_median']} → {got['fds_last_third_median']} "
-                f"(min, max {got['fds_min_max']})",
-                flush=True,
-            )
         # Every exchange the hub acknowledged with a 200 must be in its ledger (the
         # statistics are written in the same transaction as the rows).
         daily = httpx.get(f"{hub_url}/stats/daily", timeout=30).json()

@@ -188,7 +188,9 @@ class LoadShedder:
     Only overload that lasts ``sustain_seconds`` is shed: a pause (a collection, a slow
     disk write) gathers a crowd and a lag for a moment and clears by itself, and
     refusing exchanges over it would turn a few late answers into errors. A flood keeps
-    the crowd and the lag, and is shed once they have lasted that long.
+    the crowd and the lag, and is shed once they have lasted that long, or at once when
+    the crowd reaches four times ``min_in_flight_to_shed`` (at the hub's capacity a pause
+    would have to last a long while to gather that many).
     """
 
     def __init__(
@@ -237,6 +239,8 @@ class LoadShedder:
         ):
             self._overloaded_since = None
             return True
+        if self.in_flight >= 4 * self.min_in_flight_to_shed:
+            return False  # a crowd this large is a flood's onset, not a pause: no waiting
         now = self._clock()
         if self._overloaded_since is None:
             self._overloaded_since = now

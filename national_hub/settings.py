@@ -53,15 +53,16 @@ class HubSettings(BaseSettings):
     max_in_flight_per_provider: int = Field(default=256, ge=1)
     #: Exchanges in the hub at most (per worker); more are shed with 503 hub_overloaded.
     max_in_flight: int = Field(default=2048, ge=1)
-    #: Shed new exchanges while the event loop lags this much behind (the latency SLO) ...
-    shed_lag_seconds: float = Field(default=0.05, gt=0)
+    #: Shed new exchanges while the event loop lags this much behind ...
+    shed_lag_seconds: float = Field(default=0.015, gt=0)
     #: ... or while the hub's own part of recent exchanges (provider time left out,
-    #: smoothed) passes this (the 50 ms p99 objective) ...
-    shed_added_seconds: float = Field(default=0.05, gt=0)
-    #: ... with at least this many exchanges in flight (lag alone may be a passing pause).
-    #: Tighter values shed earlier under a flood and also at 80% load (benchmarks/RESULTS).
+    #: smoothed) passes this ...
+    shed_added_seconds: float = Field(default=0.02, gt=0)
+    #: ... with at least this many exchanges in flight (lag alone may be a passing pause)
     shed_min_in_flight: int = Field(default=64, ge=1)
-    #: ... for at least this long: a passing pause is waited out, not shed.
+    #: ... for at least this long: a passing pause is waited out, not shed (a crowd four
+    #: times ``shed_min_in_flight`` is shed at once). Chosen by benchmarks/hub_capacity.py:
+    #: no refusal in a soak at 80% of capacity, the least admitted latency under a flood.
     shed_sustain_seconds: float = Field(default=0.25, ge=0, le=10)
     #: Consecutive provider failures that open its circuit, and how long it stays open.
     circuit_failures: int = Field(default=5, ge=1)

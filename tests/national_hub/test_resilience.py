@@ -193,7 +193,7 @@ def test_shedder_waits_out_a_passing_pause() -> None:
         sustain_seconds=0.25,
         clock=lambda: now[0],
     )
-    shedder.in_flight, lag.lag = 50, 0.5
+    shedder.in_flight, lag.lag = 20, 0.5
     assert shedder.admit()  # overload begins: waited out for a while
     now[0] += 0.2
     assert shedder.admit()
@@ -203,6 +203,10 @@ def test_shedder_waits_out_a_passing_pause() -> None:
     now[0] += 0.2
     assert shedder.admit()
     now[0] += 0.3  # it lasted: now it is overload
+    assert not shedder.admit()
+    lag.lag = 0.001
+    assert shedder.admit()
+    lag.lag, shedder.in_flight = 0.5, 40  # a crowd four times the threshold: at once
     assert not shedder.admit()
     shedder.in_flight = 100
     assert not shedder.admit()  # the hard bound never waits
