@@ -319,7 +319,10 @@ class Http1Client:
     async def _acquire(self, pool: _Pool) -> _Connection:
         while True:
             while pool.idle:
-                conn = pool.idle.pop()
+                # The longest idle first: every connection is used in turn, so none sits
+                # idle long enough for the server to close it, and a steady load keeps a
+                # steady set of connections (and of descriptors) instead of churning them.
+                conn = pool.idle.popleft()
                 if not conn.closed:
                     return conn
             if self.count < self.limit:
