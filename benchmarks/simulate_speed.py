@@ -5,8 +5,10 @@
 Runs each scenario through ``national_hub.simulation`` (the hub's routing and grants,
 the bulk ledger writer, the rollups, the hash chain, the projections) into a fresh SQLite
 database in a temporary directory, and prints the wall time of the whole run, the time
-spent simulating and writing, simulated exchanges per second and ledger rows per second.
-Medians over the runs.
+spent simulating and writing, simulated exchanges per second and ledger rows per second
+(of the whole run), and where the rest went: the engine waiting for the writer process
+to take a batch, and the writer finishing after the last one (WAL). Medians over the
+runs, and each run's wall time.
 """
 
 from __future__ import annotations
@@ -17,15 +19,14 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from national_hub.simulation.run import run_scenario
+from national_hub.simulation.run import RunResult, run_scenario
 from national_hub.simulation.scenario import load_scenario
 
 
-async def once(name: str, folder: Path) -> tuple[float, float, int, int]:
+async def once(name: str, folder: Path) -> RunResult:
     scenario = load_scenario(name)
     url = f"sqlite+aiosqlite:///{folder / f'sim-{name}.db'}"
-    result = await run_scenario(scenario, database_url=url)
-    return result.seconds, result.facts.seconds, result.facts.exchanges, result.facts.rows
+    return await run_scenario(scenario, database_url=url)
 
 
 def main() -> None:
@@ -34,20 +35,25 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
     names = args.scenario or ["vn-2020", "vn-2024"]
-    print("| scenario | exchanges | ledger rows | wall s | engine s | exchanges/s | rows/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| scenario | exchanges | ledger rows | wall s | engine s | waiting for the writer s "
+        "| writer finishing s | exchanges/s | rows/s | wall s, each run |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for name in names:
-        walls, engines = [], []
-        exchanges = rows = 0
+        results = []
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory() as tmp:
-                wall, engine, exchanges, rows = asyncio.run(once(name, Path(tmp)))
-            walls.append(wall)
-            engines.append(engine)
-        wall, engine = statistics.median(walls), statistics.median(engines)
+                results.append(asyncio.run(once(name, Path(tmp))))
+        exchanges, rows = results[0].facts.exchanges, results[0].facts.rows
+        wall = statistics.median(r.seconds for r in results)
+        engine = statistics.median(r.facts.seconds for r in results)
+        wait = statistics.median(r.writer_wait_seconds for r in results)
+        finish = statistics.median(r.finish_seconds for r in results)
         print(
-            f"| {name} | {exchanges:,} | {rows:,} | {wall:.1f} | {engine:.1f} | "
-            f"{exchanges / engine:,.0f} | {rows / engine:,.0f} |"
+            f"| {name} | {exchanges:,} | {rows:,} | {wall:.1f} | {engine:.1f} | {wait:.1f} | "
+            f"{finish:.1f} | {exchanges / wall:,.0f} | {rows / wall:,.0f} | "
+            f"{', '.join(f'{r.seconds:.1f}' for r in results)} |"
         )
 
 

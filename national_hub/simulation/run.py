@@ -52,6 +52,10 @@ class RunResult:
     facts: RunFacts
     seconds: float
     projections: list[ProjectionResult] = field(default_factory=list)
+    #: The bulk writer: time the engine waited for it to take a batch, and the time it took
+    #: at the end (indexes, WAL) after the last one.
+    writer_wait_seconds: float = 0.0
+    finish_seconds: float = 0.0
 
 
 def default_database_url(data_dir: Path, scenario: Scenario) -> str:
@@ -133,6 +137,9 @@ async def run_scenario(
         facts=facts,
         seconds=0.0,
     )
+    if writer == "bulk":
+        result.writer_wait_seconds = bulk.wait_seconds
+        result.finish_seconds = bulk.index_seconds
     if projections:
         for key, projection in scenario.projections.items():
             result.projections.append(

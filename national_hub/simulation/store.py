@@ -6,16 +6,19 @@ with ``registry_service.apply_document``), so ``ngsp hub --database-url ...`` se
 
 Two ways to write a run's batches:
 
-- ``BulkSink`` (SQLite, the default): the ledger rows as tuples through ``executemany``
-  in one transaction per batch, the dossier reports beside them, and the rollups upserted
-  in the same transaction with the same SQL the hub's writer builds (SQLAlchemy's insert
-  … on conflict do update, compiled once). It runs in a process of its own, so the next
-  batch is simulated while this one is written. The hub's ``LedgerWriter`` managed
-  about 35,000 rows/s here (a future, two dicts and a rollup update per row, in the same
-  process as the simulation); this costs the SQLite insert and little else.
-  While it loads, the ledger's secondary indexes are dropped and
-  SQLite keeps no journal; both come back at the end (a run that does not finish leaves
-  no database: the file is removed).
+- ``BulkSink`` (SQLite, the default): the ledger rows, hash-chained in the simulating
+  process, inserted 500 to a statement in one transaction per batch, the dossier reports
+  beside them, and the rollups upserted in the same transaction with the same SQL the
+  hub's writer builds (SQLAlchemy's insert … on conflict do update, compiled once). It
+  runs in a process of its own, so the next batch is simulated and chained while this
+  one is written. The hub's ``LedgerWriter`` managed about 35,000 rows/s here (a future,
+  two dicts and a rollup update per row, in the same process as the simulation); this
+  costs the SQLite insert and little else. While it loads, SQLite keeps no journal (it
+  is back to WAL at the end; a run that does not finish leaves no database: the file is
+  removed). The ledger's indexes stay: rows arrive in id order, so each index takes them
+  at a few places near its end, and keeping them up costs the writer about what
+  rebuilding them at the end cost (17 s of vn-2020's 4.4 million rows), while the engine
+  runs instead of after it.
 - ``WriterSink`` (any database the hub runs on): rows through the hub's own
   ``LedgerWriter.submit`` and dossiers through ``report_dossier``; the part of the
   rollups for what was not stored is upserted after them. Slower; the tests run a
@@ -26,8 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
+import hashlib
 import multiprocessing
+import queue
 import sqlite3
+import threading
 import time
 import traceback
 from collections.abc import Iterable
@@ -40,7 +47,8 @@ from sqlalchemy import Table, bindparam, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from national_hub.chain import GENESIS, row_hash
+from national_hub.chain import CHAINED_FIELDS, GENESIS, MISSING, SEPARATOR
+from national_hub.contract import Outcome
 from national_hub.db import Database, is_sqlite, sqlite_path, upgrade_database
 from national_hub.ledger import DossierReport, LedgerRow, LedgerWriter, stats_day
 from national_hub.models import (
@@ -85,7 +93,23 @@ def _ledger_insert() -> tuple[str, tuple[str, ...]]:
 
 #: The bulk sink's ledger insert and the order of its parameters.
 LEDGER_SQL, LEDGER_INSERT = _ledger_insert()
+#: Rows the bulk sink inserts with one statement (20 parameters each; SQLite takes 32,766).
+ROWS_A_STATEMENT = 500
+#: Batches the writer process takes ahead of the one it is writing.
+RECEIVED_BATCHES = 2
+
+
+def _ledger_rows_sql(rows: int) -> str:
+    """The ledger insert with ``rows`` rows of values."""
+    values = LEDGER_SQL[LEDGER_SQL.index(" VALUES ") + len(" VALUES ") :]
+    return LEDGER_SQL + ", " + ", ".join([values] * (rows - 1)) if rows > 1 else LEDGER_SQL
+
+
 _REQUESTED_AT = itemgetter(ROW_COLUMNS.index("requested_at"))
+# ``BulkSink._link`` hashes a row's fields in ROW_COLUMNS order after its id, chain and seq,
+# and inserts them in that order after its id.
+assert ("id", "chain", "seq", *ROW_COLUMNS[1:]) == CHAINED_FIELDS
+assert ("id", *ROW_COLUMNS[1:], "chain", "seq", "hash") == LEDGER_INSERT
 
 
 def remove_database(url: str) -> None:
@@ -179,7 +203,7 @@ class _Loader:
 
     def __init__(self, path: Path) -> None:
         dialect = sqlite.dialect(paramstyle="qmark")
-        self._ledger_sql = LEDGER_SQL
+        self._ledger_many_sql = _ledger_rows_sql(ROWS_A_STATEMENT)
         head = sqlite.insert(LedgerChain).values(
             {c: bindparam(c) for c in ("chain", "started_at", "head_seq", "head_hash")}
         )
@@ -201,19 +225,19 @@ class _Loader:
         self._conn.execute("PRAGMA journal_mode=OFF")
         self._conn.execute("PRAGMA synchronous=OFF")
         self._conn.execute("PRAGMA cache_size=-262144")
-        found = self._conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'ledger' "
-            "AND sql IS NOT NULL"
-        ).fetchall()
-        self._indexes: list[str] = []
-        for name, sql in found:
-            self._conn.execute(f'DROP INDEX "{name}"')
-            self._indexes.append(sql)
 
-    def commit(self, batch: Batch, head: dict[str, Any] | None) -> None:
+    def commit(self, values: list[Any], batch: Batch, head: dict[str, Any] | None) -> None:
+        """Insert a batch: its ledger rows (``values``: the rows' parameters one after the
+        other, in ``LEDGER_INSERT`` order), chain head, dossiers and rollups."""
         conn = self._conn
         conn.execute("BEGIN")
-        conn.executemany(self._ledger_sql, batch.rows)
+        step = ROWS_A_STATEMENT * len(LEDGER_INSERT)
+        whole = len(values) - len(values) % step
+        for start in range(0, whole, step):
+            conn.execute(self._ledger_many_sql, values[start : start + step])
+        if whole < len(values):
+            rest = (len(values) - whole) // len(LEDGER_INSERT)
+            conn.execute(_ledger_rows_sql(rest), values[whole:])
         if head is not None:
             sql, order = self._head_sql
             conn.execute(sql, [head[c] for c in order])
@@ -224,10 +248,8 @@ class _Loader:
         conn.execute("COMMIT")
 
     def finish(self) -> float:
-        """Rebuild the ledger's indexes and hand the file back to WAL; the seconds it took."""
+        """Hand the file back to WAL, as the hub keeps it; the seconds it took."""
         started = time.perf_counter()
-        for sql in self._indexes:
-            self._conn.execute(sql)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.close()
         return time.perf_counter() - started
@@ -236,18 +258,39 @@ class _Loader:
         self._conn.close()
 
 
+def _null(_value: None) -> None:
+    return None
+
+
 def _load(path: str, batches: Connection, replies: Connection) -> None:
     """The writer process: load every batch received, then finish or abandon."""
+    # Its objects are rows, freed batch by batch, and none refers back to another: the
+    # cyclic collector would only walk them (a tenth of the process's time).
+    gc.disable()
+    # Python 3.11's sqlite3 binds a value that is not exactly an int, float, str or bytes
+    # only after looking for an adapter, and for a row's None and its Outcome (a str enum)
+    # that look-up fails by raising an AttributeError each time: a fifth of the insert's
+    # cost. With adapters registered, the look-up finds them at once.
+    sqlite3.register_adapter(type(None), _null)
+    sqlite3.register_adapter(Outcome, str)
     try:
         loader = _Loader(Path(path))
+        # A thread takes the next batches off the pipe while SQLite writes this one (it
+        # lets go of the GIL while it works), so the simulating process can hand over a
+        # batch and go on even when the writer is not ready for it yet.
+        received: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=RECEIVED_BATCHES)
+        reader = threading.Thread(target=_receive, args=(batches, received), daemon=True)
+        reader.start()
         replies.send(("ready", 0.0))
         while True:
-            kind, payload = batches.recv()
+            kind, payload = received.get()
             if kind == "batch":
                 loader.commit(*payload)
             elif kind == "finish":
                 replies.send(("done", loader.finish()))
                 return
+            elif kind == "error":
+                raise payload
             else:
                 loader.abandon()
                 replies.send(("done", 0.0))
@@ -256,14 +299,29 @@ def _load(path: str, batches: Connection, replies: Connection) -> None:
         replies.send(("error", traceback.format_exc()))
 
 
+def _receive(batches: Connection, received: queue.Queue[tuple[str, Any]]) -> None:
+    """The writer process's reading thread: messages from the pipe to the queue."""
+    while True:
+        try:
+            message = batches.recv()
+        except BaseException as exc:  # the simulating process is gone: say so, and stop
+            received.put(("error", exc))
+            return
+        received.put(message)
+        if message[0] != "batch":
+            return
+
+
 class BulkSink:
     """Writes batches to a SQLite hub database from a process of its own.
 
     Simulating and writing each want a whole core, and in one process they would share
     one GIL: the writer's ``executemany`` takes it back for every row, so the two ran
     one after the other (measured: 60,000 exchanges/s against 240,000/s simulating
-    alone). A batch crosses to the writer process pickled (about 1 µs a row each way)
-    while the next one is simulated.
+    alone). This process simulates and chains the rows (``_link``); a batch crosses to
+    the writer process as one flat list of the insert's parameters, pickled (about 1 µs
+    a row each way), while the next one is simulated. On vn-2020 the two processes are
+    about even, each busy 8 to 9 µs a row (the writer's mostly SQLite's, indexes included).
     """
 
     def __init__(self, path: Path, *, chain: str, started_at: int) -> None:
@@ -271,6 +329,10 @@ class BulkSink:
         self._chain_started = started_at
         self._seq = 0
         self._hash = GENESIS
+        # The joined text of the fields a route fixes, by their values (see _link).
+        self._who: dict[tuple[Any, ...], str] = {}
+        self._how: dict[tuple[Any, ...], str] = {}
+        self._sizes: dict[tuple[Any, ...], str] = {}
         context = multiprocessing.get_context("spawn")
         receive_batches, self._batches = context.Pipe(duplex=False)
         self._replies, send_replies = context.Pipe(duplex=False)
@@ -307,30 +369,52 @@ class BulkSink:
             self._reply()  # the writer failed: raise its reason
             raise
 
-    def _link(self, batch: Batch) -> dict[str, Any] | None:
+    def _link(self, batch: Batch) -> tuple[list[Any], dict[str, Any] | None]:
         """Put the rows in time order and link them into the run's hash chain.
 
         The hub's writer does the same (``chain.row_hash``, one chain per writer), so
         ``ngsp ledger verify`` checks a run's ledger like a live one. In time order, the
         time-ordered ids also append to the primary key's index instead of landing all
-        over it: 15 % faster to insert, twice as fast to index afterwards.
+        over it (15 % faster to insert), and to the other indexes' ends for each of their
+        prefixes (a consumer, a provider's service, an outcome, the chain).
+
+        The text hashed is ``row_hash``'s, built without a dict per row: the fields a
+        route fixes (consumer to procedure, method to outcome, the sizes) are joined once
+        per route and reused; only the id, the sequence number, the dossier and the times
+        are formatted per row. The tests check the result against ``row_hash``.
         """
-        if not batch.rows:
-            return None
-        batch.rows.sort(key=_REQUESTED_AT)
+        rows = batch.rows
+        if not rows:
+            return [], None
+        rows.sort(key=_REQUESTED_AT)
         seq, previous, chain = self._seq, self._hash, self._chain
-        linked = []
-        for row in batch.rows:
+        who, how, sizes = self._who, self._how, self._sizes
+        sha256 = hashlib.sha256
+        sep, missing = SEPARATOR, MISSING
+        values: list[Any] = []
+        extend = values.extend
+        for row in rows:
             seq += 1
-            fields = dict(zip(ROW_COLUMNS, row, strict=True))
-            fields["id"] = virtual_uuid7(int(fields["requested_at"]), int(fields.pop("seq")))
-            fields["chain"] = chain
-            fields["seq"] = seq
-            fields["hash"] = previous = row_hash(previous, fields)
-            linked.append(tuple(fields[c] for c in LEDGER_INSERT))
-        batch.rows = linked
+            requested, forwarded, answered = row[10], row[11], row[12]
+            row_id = virtual_uuid7(requested, row[0])
+            fields = row[1:]
+            if (a := who.get(key := fields[:4])) is None:
+                a = who[key] = _joined(key)
+            if (b := how.get(key := fields[5:9])) is None:
+                b = how[key] = _joined(key)
+            if (c := sizes.get(key := fields[13:])) is None:
+                c = sizes[key] = _joined(key)
+            dossier = fields[4]
+            text = (
+                f"{previous}{sep}{row_id}{sep}{chain}{sep}{seq}{sep}{a}{sep}"
+                f"{missing if dossier is None else dossier}{sep}{b}{sep}{requested}{sep}"
+                f"{missing if forwarded is None else forwarded}{sep}"
+                f"{missing if answered is None else answered}{sep}{row[13]}{sep}{c}"
+            )
+            previous = sha256(text.encode()).hexdigest()
+            extend((row_id, *fields, chain, seq, previous))
         self._seq, self._hash = seq, previous
-        return {
+        return values, {
             "chain": chain,
             "started_at": self._chain_started,
             "head_seq": seq,
@@ -339,10 +423,11 @@ class BulkSink:
 
     async def write(self, batch: Batch) -> None:
         self.rows += len(batch.rows)
-        head = self._link(batch)
+        values, head = self._link(batch)
+        batch.rows = []  # sent as ``values``
         started = time.perf_counter()
         # Blocks only while the writer is still busy with the previous batch.
-        self._send(("batch", (batch, head)))
+        self._send(("batch", (values, batch, head)))
         self.wait_seconds += time.perf_counter() - started
 
     async def close(self, *, keep: bool = True) -> None:
@@ -358,6 +443,10 @@ class BulkSink:
                 self._process.kill()
             self._batches.close()
             self._replies.close()
+
+
+def _joined(values: tuple[Any, ...]) -> str:
+    return SEPARATOR.join([MISSING if v is None else str(v) for v in values])
 
 
 def _ordered(params: dict[str, Any], order: tuple[str, ...]) -> tuple[Any, ...]:

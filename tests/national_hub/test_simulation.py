@@ -204,6 +204,10 @@ async def test_bulk_writer_and_the_hubs_ledger_writer_write_the_same(tmp_path: P
         compared = ("ledger", "dossiers", "stats_daily", "stats_node_daily",
                     "stats_procedure_daily")  # fmt: skip
         assert await _dump(bulk.database_url, compared) == await _dump(hub.database_url, compared)
+        # The bulk writer leaves the hub's schema (the ledger's indexes too) in a sound file.
+        schema = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+        assert await _table(bulk.database_url, schema) == await _table(hub.database_url, schema)
+        assert await _table(bulk.database_url, "PRAGMA integrity_check") == [("ok",)]
         for run in (bulk, hub):
             db = Database.connect(run.database_url)
             try:
@@ -247,6 +251,13 @@ async def test_refusals_are_recorded_as_the_hub_records_them(tmp_path: Path) -> 
     )
     kinds = {(o, s, no_service, not_forwarded) for o, s, no_service, not_forwarded, _ in refused}
     assert kinds == {("forbidden", 403, 0, 1), ("not_found", 404, 1, 1)}
+    # Their rows (no service, no times at the provider) are in the hash chain as the hub's.
+    db = Database.connect(run.database_url)
+    try:
+        verified = await verify_ledger(db, rollups=True)
+    finally:
+        await db.dispose()
+    assert verified.ok, verified
     # Nobody sends before connecting: every consumer in the ledger was connected that day.
     roster = load_roster("roster-2020")
     consumers = await _table(run.database_url, "SELECT DISTINCT consumer FROM ledger")
