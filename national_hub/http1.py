@@ -135,7 +135,7 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
-        if self._no_body:
+        if self._no_body and not 100 <= self._parser.get_status_code() < 200:
             # The answer to HEAD has no body whatever its headers say, and the parser
             # cannot be told so: take the answer and do not reuse the connection.
             waiter, self._waiter = self._waiter, None
@@ -152,6 +152,12 @@ class _Connection(asyncio.Protocol):
             self._chunks.append(body)
 
     def on_message_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            return  # an interim answer: the final one follows on the same parser
+        if self._waiter is None:
+            self._close()  # an answer nobody asked for: the connection cannot be trusted
+            return
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_result(self._answer())
@@ -325,6 +331,11 @@ class Http1Client:
                 conn = pool.idle.popleft()
                 if not conn.closed:
                     return conn
+            if self.count >= self.limit:
+                for other in self._pools.values():
+                    if other.idle:
+                        other.idle[0].abort()  # its place is ours
+                        break
             if self.count < self.limit:
                 return await pool.connect()
             waiter: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
@@ -335,6 +346,8 @@ class Http1Client:
                 if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
                     conn = cast(_Connection, waiter.result())
                     conn._pool.release(conn)  # handed over as we gave up: pass it on
+                elif waiter.done() and not waiter.cancelled():
+                    self.freed()  # a slot was freed for us as we gave up: pass it on
                 raise
             if handed is not None and not handed.closed:
                 if handed in pool.open:
@@ -370,7 +383,8 @@ class Http1Client:
                         continue
                     raise
                 except BaseException:
-                    conn.abort()  # a deadline or a cancellation mid-answer
+                    if conn._waiter is waiter:  # still ours: not answered, not handed on
+                        conn.abort()  # a deadline or a cancellation mid-answer
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 

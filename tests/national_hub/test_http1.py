@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -228,3 +229,88 @@ async def test_something_that_is_not_http_is_a_bad_answer() -> None:
     async with Scripted(lambda request: not_http) as server, Http1Client() as client:
         with pytest.raises(BadAnswer):
             await client.fetch("GET", f"{server.url}/")
+
+
+async def test_idle_connections_to_one_host_give_way_to_another() -> None:
+    async with (
+        Scripted(lambda request: ok()) as first,
+        Scripted(lambda request: ok()) as second,
+        Http1Client(limit=1, timeout=2) as client,
+    ):
+        assert (await client.request("GET", f"{first.url}/"))[0] == 200
+        # The one place is held by an idle connection to the first host: it is closed.
+        assert (await client.request("GET", f"{second.url}/"))[0] == 200
+        assert client.count == 1
+
+
+async def test_interim_answers_are_skipped() -> None:
+    early = b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n"
+    answers = iter([early + ok(b"first"), ok(b"second")])
+    async with Scripted(lambda request: next(answers)) as server, Http1Client() as client:
+        first = await client.fetch("GET", f"{server.url}/1")
+        second = await client.fetch("GET", f"{server.url}/2")
+    assert (first.status, first.body) == (200, b"first")
+    assert second.body == b"second"
+
+
+async def test_an_answer_nobody_asked_for_retires_the_connection() -> None:
+    writers: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        try:
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+                while True:
+                    await reader.readuntil(b"\r\n\r\n")
+                    writer.write(ok(b"r"))
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with Http1Client(timeout=2) as client:
+            await client.request("GET", f"{url}/1")
+            writers[0].write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n")
+            await asyncio.sleep(0.1)
+            # Two requests at once must not share a connection that answered out of turn.
+            results = await asyncio.gather(
+                client.request("GET", f"{url}/a"), client.request("GET", f"{url}/b")
+            )
+        assert list(results) == [(200, 1), (200, 1)]
+        assert len(writers) == 3
+    finally:
+        for writer in writers:
+            writer.close()
+        server.close()
+        await asyncio.sleep(0.05)
+
+
+async def test_a_request_giving_up_passes_on_a_freed_place() -> None:
+    release = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+            await release.wait()
+            writer.write(ok(extra=b"connection: close\r\n"))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with Http1Client(limit=1, timeout=3) as client:
+            holder = asyncio.create_task(client.request("GET", f"{url}/hold"))
+            await asyncio.sleep(0.1)
+            gives_up = asyncio.create_task(client.request("GET", f"{url}/b"))
+            waits = asyncio.create_task(client.request("GET", f"{url}/c"))
+            await asyncio.sleep(0.1)
+            release.set()
+            await holder  # its connection closes: the place goes to the first waiter ...
+            gives_up.cancel()  # ... which gives up at that moment: the next one must get it
+            with contextlib.suppress(asyncio.CancelledError):
+                await gives_up
+            assert (await waits)[0] == 200
+    finally:
+        server.close()
