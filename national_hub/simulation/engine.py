@@ -39,9 +39,10 @@ import gc
 import math
 import random
 import re
+import time
 from bisect import bisect_right
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -413,33 +414,8 @@ Flush = Callable[[Batch], Awaitable[None]]
 _Times = tuple[int | None, int | None, int]
 
 
-async def simulate(
-    scenario: Scenario,
-    *,
-    roster: Roster,
-    catalogue: Catalogue,
-    calendar: Calendar,
-    snapshot: Snapshot,
-    connections: Connections,
-    flush: Flush,
-    sample: float | None = None,
-) -> RunFacts:
-    """Run the scenario, handing ``flush`` a batch of rows and rollups every so often."""
-    with _fewer_collections():
-        return await _simulate(
-            scenario,
-            roster=roster,
-            catalogue=catalogue,
-            calendar=calendar,
-            snapshot=snapshot,
-            connections=connections,
-            flush=flush,
-            sample=sample,
-        )
-
-
-@contextmanager
-def _fewer_collections() -> Iterator[None]:
+@asynccontextmanager
+async def _fewer_collections() -> AsyncIterator[None]:
     """Run the cyclic garbage collector less often while simulating.
 
     A run allocates a tuple or two per exchange and frees them a batch later; none is
@@ -454,7 +430,8 @@ def _fewer_collections() -> Iterator[None]:
         gc.set_threshold(*thresholds)
 
 
-async def _simulate(
+@_fewer_collections()
+async def simulate(
     scenario: Scenario,
     *,
     roster: Roster,
@@ -465,8 +442,7 @@ async def _simulate(
     flush: Flush,
     sample: float | None = None,
 ) -> RunFacts:
-    import time
-
+    """Run the scenario, handing ``flush`` a batch of rows and rollups every so often."""
     started = time.perf_counter()
     calendar.check_covers(scenario.period.start, scenario.period.end)
     sample = scenario.ledger.sample if sample is None else sample
