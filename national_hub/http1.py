@@ -89,6 +89,8 @@ class _Connection(asyncio.Protocol):
         self._no_body = False
         self.closed = False
         self.reused = False
+        #: When it was last put back in the pool (the event loop's clock).
+        self.idle_since = 0.0
 
     # -- asyncio.Protocol ---------------------------------------------------------
 
@@ -255,7 +257,17 @@ class _Pool:
             if not waiter.done():
                 waiter.set_result(conn)
                 return
+        now = asyncio.get_running_loop().time()
+        conn.idle_since = now
         self.idle.append(conn)
+        self.expire(now)
+
+    def expire(self, now: float) -> None:
+        """Close the connections idle longer than the client's ``idle_seconds`` (the
+        longest idle are at the left)."""
+        idle, oldest = self.idle, now - self._client.idle_seconds
+        while idle and idle[0].idle_since < oldest:
+            idle.popleft().abort()
 
     def forget(self, conn: _Connection) -> None:
         if conn in self.open:
@@ -269,9 +281,14 @@ class _Pool:
 class Http1Client:
     """Requests over pooled HTTP/1.1 keep-alive connections, at most ``limit`` of them."""
 
-    def __init__(self, *, limit: int = 256, timeout: float = 30.0) -> None:
+    def __init__(
+        self, *, limit: int = 256, timeout: float = 30.0, idle_seconds: float = 4.0
+    ) -> None:
         self.limit = limit
         self.timeout = timeout
+        #: A connection idle this long is closed (below servers' usual keep-alive
+        #: timeouts, uvicorn's 5 s among them, so it is not reused as the server closes it).
+        self.idle_seconds = idle_seconds
         #: Connections open or being opened, to all hosts.
         self.count = 0
         #: Requests waiting for a connection (to any host), oldest first.
@@ -324,13 +341,16 @@ class Http1Client:
 
     async def _acquire(self, pool: _Pool) -> _Connection:
         while True:
-            while pool.idle:
-                # The longest idle first: every connection is used in turn, so none sits
-                # idle long enough for the server to close it, and a steady load keeps a
-                # steady set of connections (and of descriptors) instead of churning them.
-                conn = pool.idle.popleft()
-                if not conn.closed:
-                    return conn
+            if pool.idle:
+                # The most recently used first: a steady load keeps using the few it
+                # needs, and the ones a burst opened idle out (``idle_seconds``) instead
+                # of being kept open in turn, so the connections (and descriptors) follow
+                # the load's concurrency rather than its highest peak so far.
+                pool.expire(asyncio.get_running_loop().time())
+                while pool.idle:
+                    conn = pool.idle.pop()
+                    if not conn.closed:
+                        return conn
             if self.count >= self.limit:
                 for other in self._pools.values():
                     if other.idle:

@@ -148,6 +148,11 @@ class HubMetrics:
             "ngsp_shed", "Exchanges refused to protect the hub or a provider, by reason.",
             ["reason"], registry=r,
         )  # fmt: skip
+        self.admission_limit = Gauge(
+            "ngsp_admission_limit",
+            "Exchanges the hub admits in flight at most (lowered while it sheds a flood).",
+            registry=r, multiprocess_mode="min",
+        )  # fmt: skip
         self.loop_lag = Gauge(
             "ngsp_event_loop_lag_seconds", "How far the hub's event loop runs behind (smoothed).",
             registry=r, multiprocess_mode="max",

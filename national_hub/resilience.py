@@ -191,6 +191,17 @@ class LoadShedder:
     the crowd and the lag, and is shed once they have lasted that long, or at once when
     the crowd reaches four times ``min_in_flight_to_shed`` (at the hub's capacity a pause
     would have to last a long while to gather that many).
+
+    Once shedding, the hub is in a flood, and admits exchanges only while fewer than
+    ``limit`` are in flight. The limit starts at the crowd's size and is adjusted every
+    ``adjust_seconds``: cut by a fifth while the loop lags more than
+    ``flood_lag_threshold`` or the hub's own part passes ``added_threshold``, raised by a
+    sixteenth (at least one) while neither does. So the admitted exchanges find a short
+    queue and a loop that turns quickly, whatever the refusals cost, and the hub serves
+    as many as that allows; the flood is over when the limit has grown back to four
+    times the crowd, and the hub admits freely again. Waiting for a crowd to gather
+    before each refusal, as outside a flood, would let a flood through in waves, each
+    as deep as the crowd that ends it.
     """
 
     def __init__(
@@ -203,7 +214,10 @@ class LoadShedder:
         added_threshold: float = float("inf"),
         smoothing: float = 0.05,
         sustain_seconds: float = 0.0,
+        flood_lag_threshold: float | None = None,
+        adjust_seconds: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
+        on_limit: Callable[[int], None] | None = None,
     ) -> None:
         self.max_in_flight = max_in_flight
         self.sustain_seconds = sustain_seconds
@@ -211,12 +225,24 @@ class LoadShedder:
         #: When the present overload began (None: not overloaded).
         self._overloaded_since: float | None = None
         self.lag_threshold = lag_threshold
+        self.flood_lag_threshold = (
+            lag_threshold / 3 if flood_lag_threshold is None else flood_lag_threshold
+        )
         self.lag = lag
         self.min_in_flight_to_shed = min_in_flight_to_shed
         self.added_threshold = added_threshold
         self.smoothing = smoothing
+        self.adjust_seconds = adjust_seconds
         self.added = 0.0
         self.in_flight = 0
+        #: The admission limit in force: ``max_in_flight`` unless a flood is on.
+        self.limit = max_in_flight
+        self.flooding = False
+        self._floor = max(1, min_in_flight_to_shed // 8)
+        self._adjusted_at = 0.0
+        #: Admitted and refused since the limit was last adjusted (during a flood).
+        self._admitted = self._refused = 0
+        self._on_limit = on_limit
 
     def observe(self, added_seconds: float) -> None:
         """The hub's own part of an exchange that has just been answered."""
@@ -232,6 +258,14 @@ class LoadShedder:
     def admit(self) -> bool:
         if self.in_flight >= self.max_in_flight:
             return False
+        if self.flooding:
+            self._adjust()
+            if self.flooding:
+                if self.in_flight < self.limit:
+                    self._admitted += 1
+                    return True
+                self._refused += 1
+                return False
         # Lag alone (a pause, a slow commit) is no reason to refuse; lag with a crowd is.
         if not (
             self.in_flight >= self.min_in_flight_to_shed
@@ -239,12 +273,43 @@ class LoadShedder:
         ):
             self._overloaded_since = None
             return True
-        if self.in_flight >= 4 * self.min_in_flight_to_shed:
-            return False  # a crowd this large is a flood's onset, not a pause: no waiting
         now = self._clock()
         if self._overloaded_since is None:
             self._overloaded_since = now
-        return now - self._overloaded_since < self.sustain_seconds
+        # A crowd four times the threshold is a flood's onset, not a pause: no waiting.
+        if (
+            self.in_flight < 4 * self.min_in_flight_to_shed
+            and now - self._overloaded_since < self.sustain_seconds
+        ):
+            return True
+        self._overloaded_since = None
+        self.flooding = True
+        self._adjusted_at = now
+        self._admitted = self._refused = 0
+        self._set_limit(self.min_in_flight_to_shed)
+        return False
+
+    def _adjust(self) -> None:
+        now = self._clock()
+        if now - self._adjusted_at < self.adjust_seconds:
+            return
+        self._adjusted_at = now
+        # Cut while refusals outnumber a quarter of the admissions (a flood, not the few
+        # a limit lower than needed refuses when it has passed) and the hub is pressed.
+        flood = 4 * self._refused > self._admitted
+        self._admitted = self._refused = 0
+        if flood and (self.lag.lag > self.flood_lag_threshold or self.added > self.added_threshold):
+            self._set_limit(max(self._floor, self.limit * 4 // 5))
+        elif self.limit + 1 >= 4 * self.min_in_flight_to_shed:
+            self.flooding = False
+            self._set_limit(self.max_in_flight)
+        else:
+            self._set_limit(self.limit + max(1, self.limit // 16))
+
+    def _set_limit(self, limit: int) -> None:
+        self.limit = limit
+        if self._on_limit is not None:
+            self._on_limit(limit)
 
 
 class LoginThrottle:

@@ -118,13 +118,16 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 min_in_flight_to_shed=settings.shed_min_in_flight,
                 added_threshold=settings.shed_added_seconds,
                 sustain_seconds=settings.shed_sustain_seconds,
+                flood_lag_threshold=settings.shed_flood_lag_seconds,
                 lag=LagMonitor(on_sample=metrics.loop_lag.set),
+                on_limit=metrics.admission_limit.set,
             ),
             logins=LoginThrottle(
                 max_failures=settings.login_max_failures,
                 window_seconds=settings.login_window_seconds,
             ),
         )
+        metrics.admission_limit.set(runtime.shedder.limit)
         runtime.shedder.lag.start()
         monitors = [
             asyncio.create_task(

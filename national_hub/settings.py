@@ -64,6 +64,9 @@ class HubSettings(BaseSettings):
     #: times ``shed_min_in_flight`` is shed at once). Chosen by benchmarks/hub_capacity.py:
     #: no refusal in a soak at 80% of capacity, the least admitted latency under a flood.
     shed_sustain_seconds: float = Field(default=0.25, ge=0, le=10)
+    #: Once shedding, the in-flight limit is cut while the loop lags more than this
+    #: (and raised while it does not), so admitted exchanges find a loop that turns.
+    shed_flood_lag_seconds: float = Field(default=0.005, gt=0)
     #: Consecutive provider failures that open its circuit, and how long it stays open.
     circuit_failures: int = Field(default=5, ge=1)
     circuit_open_seconds: float = Field(default=10.0, gt=0)

@@ -142,6 +142,24 @@ async def test_connections_stay_within_the_limit() -> None:
     assert len(server.requests) == 60
 
 
+async def test_connections_a_burst_opened_idle_out_under_a_steady_load() -> None:
+    async with (
+        Scripted(lambda request: ok()) as server,
+        Http1Client(limit=8, idle_seconds=0.2) as client,
+    ):
+        await asyncio.gather(*(client.request("GET", f"{server.url}/{i}") for i in range(6)))
+        burst = server.connections
+        assert burst > 1
+        # One request at a time: the most recently used connection serves them all, and
+        # the rest close once they have been idle for 0.2 s.
+        for _ in range(25):
+            assert (await client.request("GET", f"{server.url}/steady"))[0] == 200
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
+        assert server.open == 1
+        assert server.connections == burst  # none was opened for the steady load
+
+
 async def test_an_answer_that_never_comes_times_out_and_frees_its_connection() -> None:
     def answer(request: bytes) -> bytes:
         return ok() if b"/fast" in request else b""

@@ -43,12 +43,18 @@ def test_shedder_needs_a_crowd_and_lag() -> None:
     lag.lag = 0.5
     shedder.in_flight = 5
     assert shedder.admit()  # lag, but no crowd: a pause, not overload
-    shedder.in_flight = 50
-    assert not shedder.admit()
-    lag.lag = 0.001
+    assert not shedder.flooding
+    shedder.in_flight = 12
+    assert not shedder.admit()  # a crowd and lag (no pause to wait out here)
+    assert shedder.flooding
+
+
+def test_shedder_never_passes_its_hard_bound() -> None:
+    shedder = LoadShedder(max_in_flight=100, lag_threshold=0.02, lag=LagMonitor())
+    shedder.in_flight = 99
     assert shedder.admit()
     shedder.in_flight = 100
-    assert not shedder.admit()
+    assert not shedder.admit()  # with no lag and no flood
 
 
 async def test_circuit_breaker_against_a_dead_provider(
@@ -125,6 +131,7 @@ async def test_shedding_under_a_flood_and_recovery(
     assert time.monotonic() - started < 5
     metrics = (await client.get(f"{hub.url}/metrics")).text
     assert 'ngsp_shed_total{reason="hub_overloaded"}' in metrics
+    assert "ngsp_admission_limit 8.0" in metrics  # no flood limit in force: the hard bound
 
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
@@ -182,36 +189,124 @@ async def test_the_door_sheds_before_the_app_and_the_connection_goes_on(
     assert 'ngsp_shed_total{reason="hub_overloaded"} 2.0' in metrics
 
 
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _shedder(clock: _Clock, lag: LagMonitor, **options: Any) -> LoadShedder:
+    settings: dict[str, Any] = {
+        "max_in_flight": 1000,
+        "lag_threshold": 0.02,
+        "flood_lag_threshold": 0.005,
+        "min_in_flight_to_shed": 10,
+        "sustain_seconds": 0.25,
+        "adjust_seconds": 0.02,
+        "clock": clock,
+    }
+    return LoadShedder(lag=lag, **(settings | options))
+
+
 def test_shedder_waits_out_a_passing_pause() -> None:
-    lag = LagMonitor()
-    now = [100.0]
-    shedder = LoadShedder(
-        max_in_flight=100,
-        lag_threshold=0.02,
-        lag=lag,
-        min_in_flight_to_shed=10,
-        sustain_seconds=0.25,
-        clock=lambda: now[0],
-    )
+    lag, clock = LagMonitor(), _Clock()
+    shedder = _shedder(clock, lag)
     shedder.in_flight, lag.lag = 20, 0.5
     assert shedder.admit()  # overload begins: waited out for a while
-    now[0] += 0.2
+    clock.now += 0.2
     assert shedder.admit()
     lag.lag = 0.001  # the pause is over
     assert shedder.admit()
     lag.lag = 0.5  # a new one starts the wait again
-    now[0] += 0.2
+    clock.now += 0.2
     assert shedder.admit()
-    now[0] += 0.3  # it lasted: now it is overload
+    assert not shedder.flooding
+    clock.now += 0.3  # it lasted: now it is overload
     assert not shedder.admit()
+    assert shedder.flooding
+
+
+def test_shedder_refuses_a_large_crowd_at_once() -> None:
+    lag, clock = LagMonitor(), _Clock()
+    shedder = _shedder(clock, lag)
+    lag.lag, shedder.in_flight = 0.5, 40  # four times the crowd: a flood's onset
+    assert not shedder.admit()
+    assert shedder.flooding
+    assert shedder.limit == 10
+
+
+def test_a_flood_is_held_to_a_limit_that_follows_the_loop() -> None:
+    lag, clock = LagMonitor(), _Clock()
+    limits: list[int] = []
+    shedder = _shedder(clock, lag, on_limit=limits.append)
+    lag.lag, shedder.in_flight = 0.5, 40
+    assert not shedder.admit()
+    assert limits == [10]
+    # In the flood, admitted below the limit and refused at it, whatever the lag.
+    shedder.in_flight = 9
+    assert shedder.admit()
+    shedder.in_flight = 10
+    assert not shedder.admit()
+
+    def window(refused: int, admitted: int) -> None:
+        clock.now += 0.021
+        for _ in range(refused):
+            shedder.in_flight = 999
+            assert not shedder.admit()
+        for _ in range(admitted):
+            shedder.in_flight = 0
+            assert shedder.admit()
+
+    # Mostly refusals and a lagging loop: the limit is cut by a fifth each time, down to
+    # an eighth of the crowd.
+    window(50, 10)
+    window(50, 10)
+    assert limits[-2:] == [8, 6]
+    for _ in range(10):
+        window(50, 10)
+    assert shedder.limit == 1
+    # The loop keeps up: the limit grows again.
     lag.lag = 0.001
+    window(50, 10)
+    window(50, 10)
+    assert shedder.limit == 3
+    # Pressed, but the flood is over (a few refusals, many admissions): it grows too.
+    # (Each adjustment weighs the window before it: the first one still saw the flood.)
+    lag.lag = 0.5
+    for _ in range(3):
+        window(2, 50)
+    assert shedder.limit == 4
+    # Grown back to four times the crowd: the flood is over, admission is free again.
+    for _ in range(200):
+        window(0, 5)
+        if not shedder.flooding:
+            break
+    assert not shedder.flooding
+    assert shedder.limit == 1000
+    assert limits[-1] == 1000
+    shedder.in_flight, lag.lag = 30, 0.001
     assert shedder.admit()
-    lag.lag, shedder.in_flight = 0.5, 40  # a crowd four times the threshold: at once
+
+
+def test_a_flood_ends_when_only_the_limit_refuses() -> None:
+    """After a flood, a normal load is not held to the flood's limit for long: the few
+    exchanges that limit refuses are not a flood, so it grows back even if the loop lags."""
+    lag, clock = LagMonitor(), _Clock()
+    shedder = _shedder(clock, lag)
+    lag.lag, shedder.in_flight = 0.5, 40
     assert not shedder.admit()
-    shedder.in_flight = 100
-    assert not shedder.admit()  # the hard bound never waits
-    shedder.in_flight, lag.lag = 5, 0.001
-    assert shedder.admit()
+    refused = 0
+    for _ in range(400):
+        clock.now += 0.021
+        for in_flight in (0, 3, 6, 9, 12):  # a steady load needing up to 12 in flight
+            shedder.in_flight = in_flight
+            refused += not shedder.admit()
+        if not shedder.flooding:
+            break
+    assert not shedder.flooding
+    assert refused <= 12
 
 
 def test_shedder_watches_the_hubs_own_part() -> None:
@@ -224,13 +319,15 @@ def test_shedder_watches_the_hubs_own_part() -> None:
         added_threshold=0.025,
         smoothing=0.5,
     )
-    shedder.in_flight = 20
+    shedder.in_flight = 5
     for _ in range(10):
         shedder.observe(0.2)
-    assert not shedder.admit()  # the hub's own part is slow, with a crowd
-    shedder.in_flight = 5
     assert shedder.admit()  # no crowd: admitted, which refreshes the figure
     for _ in range(10):
         shedder.observe(0.002)
     shedder.in_flight = 20
-    assert shedder.admit()
+    assert shedder.admit()  # a crowd, but the hub's own part is quick
+    for _ in range(10):
+        shedder.observe(0.2)
+    assert not shedder.admit()  # the hub's own part is slow, with a crowd
+    assert shedder.flooding
