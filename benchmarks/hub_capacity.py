@@ -37,9 +37,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -119,6 +120,53 @@ def admitted_p99(run: RunResult) -> float | None:
     """p99 of the requests the hub admitted (answered 2xx), shed ones left out."""
     ok = run.result.ok_histogram
     return None if not ok.get_total_count() else float(ok.get_value_at_percentile(99)) / 1000
+
+
+class Watch:
+    """Samples the hub's shedding state from ``/metrics`` every quarter of a second (in a
+    thread): its admission limit, its loop lag and its refusals so far."""
+
+    WANTED: ClassVar[dict[str, str]] = {
+        "ngsp_admission_limit": "limit",
+        "ngsp_event_loop_lag_seconds": "lag_ms",
+        'ngsp_shed_total{reason="hub_overloaded"}': "shed",
+    }
+
+    def __init__(self, hub_url: str, every: float = 0.25) -> None:
+        self.url, self.every = f"{hub_url}/metrics", every
+        self.samples: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._started = 0.0
+
+    def __enter__(self) -> Watch:
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def mark(self, what: str) -> None:
+        self.samples.append({"t": round(time.monotonic() - self._started, 2), "mark": what})
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5.0) as client:
+            while not self._stop.wait(self.every):
+                row: dict[str, Any] = {"t": round(time.monotonic() - self._started, 2)}
+                try:
+                    text = client.get(self.url).text
+                except httpx.HTTPError:
+                    continue
+                for line in text.splitlines():
+                    name, _, value = line.rpartition(" ")
+                    key = self.WANTED.get(name)
+                    if key == "lag_ms":
+                        row[key] = round(float(value) * 1000, 1)
+                    elif key is not None:
+                        row[key] = int(float(value))
+                self.samples.append(row)
 
 
 FLOOD_LUA = """
@@ -326,8 +374,6 @@ def main() -> None:
             seconds = args.soak_minutes * 60
             print(f"soak: {rate:,.0f}/s for {args.soak_minutes:g} min ...", flush=True)
             samples: list[tuple[float, float, int]] = []
-            import threading
-
             stop = threading.Event()
 
             def sample() -> None:
@@ -399,11 +445,13 @@ def main() -> None:
             text=True,
             env={**os.environ, "FLOOD_INTERVAL_MS": f"{interval_ms:.6f}"},
         )
-        time.sleep(1.0)
-        with pool("hub", workers=1) as p:
-            probe = p.run(step(0.05 * cap, max(2.0, args.flood_seconds - 3)))
-            out = flooder.communicate(timeout=args.flood_seconds + 60)[0]
-            recovery = p.run(step(half, 10))
+        with Watch(hub_url) as watch:
+            time.sleep(1.0)
+            with pool("hub", workers=1) as p:
+                probe = p.run(step(0.05 * cap, max(2.0, args.flood_seconds - 3)))
+                out = flooder.communicate(timeout=args.flood_seconds + 60)[0]
+                watch.mark("flood over")
+                recovery = p.run(step(half, 10))
         flood = wrk_flood_summary(out)
         admitted_ms = admitted_p99(probe)
         results["flood"] = {
@@ -417,6 +465,15 @@ def main() -> None:
             "probe_admitted_p99_ms": round(admitted_ms, 2) if admitted_ms is not None else None,
         }
         results["recovery"] = summary(recovery)
+        results["shedding_timeline"] = watch.samples
+        print(
+            "  the hub's admission limit and loop lag, each second from the flood's start: "
+            + ", ".join(
+                f"{row['limit']}/{row['lag_ms']}" if "limit" in row else str(row["mark"])
+                for row in watch.samples[::4]
+            ),
+            flush=True,
+        )
         acknowledged += probe.result.ok + recovery.result.ok + flood["ok"]
         shed, total = flood["not_2xx"], flood["requests"]
         print(

@@ -194,12 +194,13 @@ class LoadShedder:
 
     Once shedding, the hub is in a flood, and admits exchanges only while fewer than
     ``limit`` are in flight. The limit starts at the crowd's size and is adjusted every
-    ``adjust_seconds``: cut by a fifth while the loop lags more than
-    ``flood_lag_threshold`` or the hub's own part passes ``added_threshold``, raised by a
-    sixteenth (at least one) while neither does. So the admitted exchanges find a short
-    queue and a loop that turns quickly, whatever the refusals cost, and the hub serves
-    as many as that allows; the flood is over when the limit has grown back to four
-    times the crowd, and the hub admits freely again. Waiting for a crowd to gather
+    ``adjust_seconds``: while refusals outnumber a quarter of the admissions, cut by a
+    fifth if the loop lags more than ``flood_lag_threshold`` or the hub's own part
+    passes ``added_threshold``, else raised by a sixteenth (at least one). So the
+    admitted exchanges find a short queue and a loop that turns quickly, whatever the
+    refusals cost, and the hub serves as many as that allows. With fewer refusals the
+    flood has passed and the limit grows by a quarter each time; once it is back at
+    four times the crowd, the hub admits freely again. Waiting for a crowd to gather
     before each refusal, as outside a flood, would let a flood through in waves, each
     as deep as the crowd that ends it.
     """
@@ -298,13 +299,17 @@ class LoadShedder:
         # a limit lower than needed refuses when it has passed) and the hub is pressed.
         flood = 4 * self._refused > self._admitted
         self._admitted = self._refused = 0
-        if flood and (self.lag.lag > self.flood_lag_threshold or self.added > self.added_threshold):
-            self._set_limit(max(self._floor, self.limit * 4 // 5))
-        elif self.limit + 1 >= 4 * self.min_in_flight_to_shed:
-            self.flooding = False
-            self._set_limit(self.max_in_flight)
+        pressed = self.lag.lag > self.flood_lag_threshold or self.added > self.added_threshold
+        if flood and pressed:
+            limit = max(self._floor, self.limit * 4 // 5)
+        elif flood:
+            limit = self.limit + max(1, self.limit // 16)  # feel for room, gently
         else:
-            self._set_limit(self.limit + max(1, self.limit // 16))
+            limit = max(self.limit + 1, self.limit * 5 // 4)  # the flood has passed
+        if limit >= 4 * self.min_in_flight_to_shed:
+            self.flooding = False
+            limit = self.max_in_flight
+        self._set_limit(limit)
 
     def _set_limit(self, limit: int) -> None:
         self.limit = limit
