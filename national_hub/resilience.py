@@ -194,7 +194,7 @@ class LoadShedder:
 
     Once shedding, the hub is in a flood, and admits exchanges only while fewer than
     ``limit`` are in flight. The limit starts at the crowd's size and is adjusted every
-    ``adjust_seconds``: while refusals outnumber a quarter of the admissions, cut by a
+    ``adjust_seconds``: while refusals outnumber the admissions, cut by a
     fifth if the loop lags more than ``flood_lag_threshold`` or the hub's own part
     passes ``added_threshold``, else raised by a sixteenth (at least one). So the
     admitted exchanges find a short queue and a loop that turns quickly, whatever the
@@ -295,9 +295,11 @@ class LoadShedder:
         if now - self._adjusted_at < self.adjust_seconds:
             return
         self._adjusted_at = now
-        # Cut while refusals outnumber a quarter of the admissions (a flood, not the few
-        # a limit lower than needed refuses when it has passed) and the hub is pressed.
-        flood = 4 * self._refused > self._admitted
+        # A flood while refusals outnumber the admissions: more than twice what the hub
+        # serves is being offered. Fewer refusals are the limit's own doing (a load near
+        # capacity, or a flood that has passed), and cutting the limit for them would
+        # only refuse more: the limit grows instead.
+        flood = self._refused > self._admitted
         self._admitted = self._refused = 0
         pressed = self.lag.lag > self.flood_lag_threshold or self.added > self.added_threshold
         if flood and pressed:

@@ -249,6 +249,7 @@ def test_a_flood_is_held_to_a_limit_that_follows_the_loop() -> None:
     assert shedder.admit()
     shedder.in_flight = 10
     assert not shedder.admit()
+    assert not shedder.admit()
 
     def window(refused: int, admitted: int) -> None:
         clock.now += 0.021
