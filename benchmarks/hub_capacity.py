@@ -131,6 +131,15 @@ class Watch:
         "ngsp_event_loop_lag_seconds": "lag_ms",
         'ngsp_shed_total{reason="hub_overloaded"}': "shed",
     }
+    #: Running totals, summed over their labels: the time to commit ledger groups, their
+    #: rows, and the hub's own part of the exchanges, to tell where admitted time goes.
+    TOTALS: ClassVar[dict[str, str]] = {
+        "ngsp_ledger_commit_duration_seconds_sum": "commit_s",
+        "ngsp_ledger_commit_duration_seconds_count": "commits",
+        "ngsp_ledger_group_size_sum": "group_rows",
+        "ngsp_hub_added_duration_seconds_sum": "hub_s",
+        "ngsp_hub_added_duration_seconds_count": "hub_n",
+    }
 
     def __init__(self, hub_url: str, every: float = 0.25) -> None:
         self.url, self.every = f"{hub_url}/metrics", every
@@ -148,6 +157,30 @@ class Watch:
         self._stop.set()
         self._thread.join()
 
+    def per_second(self) -> list[str]:
+        """Each second: the limit, the loop lag, and over that second the mean ledger
+        commit (ms) and rows a group, and the mean hub part (ms)."""
+        rows = [r for r in self.samples if "limit" in r or "mark" in r]
+        out = []
+        previous: dict[str, Any] | None = None
+        for row in rows[::4]:
+            if "mark" in row:
+                out.append(str(row["mark"]))
+                continue
+            text = f"{row['limit']}/{row['lag_ms']}"
+            if previous is not None and "commits" in row and "commits" in previous:
+                commits = row["commits"] - previous["commits"]
+                hub_n = row.get("hub_n", 0) - previous.get("hub_n", 0)
+                if commits:
+                    ms = 1000 * (row["commit_s"] - previous["commit_s"]) / commits
+                    size = (row["group_rows"] - previous["group_rows"]) / commits
+                    text += f" c{ms:.1f}x{size:.0f}"
+                if hub_n:
+                    text += f" h{1000 * (row['hub_s'] - previous['hub_s']) / hub_n:.1f}"
+            previous = row
+            out.append(text)
+        return out
+
     def mark(self, what: str) -> None:
         self.samples.append({"t": round(time.monotonic() - self._started, 2), "mark": what})
 
@@ -161,6 +194,10 @@ class Watch:
                     continue
                 for line in text.splitlines():
                     name, _, value = line.rpartition(" ")
+                    total = self.TOTALS.get(name.partition("{")[0])
+                    if total is not None:
+                        row[total] = row.get(total, 0.0) + float(value)
+                        continue
                     key = self.WANTED.get(name)
                     if key == "lag_ms":
                         row[key] = round(float(value) * 1000, 1)
@@ -467,11 +504,9 @@ def main() -> None:
         results["recovery"] = summary(recovery)
         results["shedding_timeline"] = watch.samples
         print(
-            "  the hub's admission limit and loop lag, each second from the flood's start: "
-            + ", ".join(
-                f"{row['limit']}/{row['lag_ms']}" if "limit" in row else str(row["mark"])
-                for row in watch.samples[::4]
-            ),
+            "  each second from the flood's start: the hub's admission limit/loop lag (ms), "
+            "c: mean ledger commit (ms) x rows a group, h: mean hub part (ms): "
+            + ", ".join(watch.per_second()),
             flush=True,
         )
         acknowledged += probe.result.ok + recovery.result.ok + flood["ok"]

@@ -196,7 +196,9 @@ class LoadShedder:
     ``limit`` are in flight. The limit starts at the crowd's size and is adjusted every
     ``adjust_seconds``: while refusals outnumber the admissions, cut by a
     fifth if the loop lags more than ``flood_lag_threshold`` or the hub's own part
-    passes ``added_threshold``, else raised by a sixteenth (at least one). So the
+    passes ``flood_added_threshold`` (tighter than the thresholds that start shedding:
+    refusals take CPU from the admitted exchanges, and a queue that was tolerable
+    without them is not), else raised by a sixteenth (at least one). So the
     admitted exchanges find a short queue and a loop that turns quickly, whatever the
     refusals cost, and the hub serves as many as that allows. With fewer refusals the
     flood has passed and the limit grows by a quarter each time; once it is back at
@@ -216,6 +218,7 @@ class LoadShedder:
         smoothing: float = 0.05,
         sustain_seconds: float = 0.0,
         flood_lag_threshold: float | None = None,
+        flood_added_threshold: float | None = None,
         adjust_seconds: float = 0.02,
         clock: Callable[[], float] = time.monotonic,
         on_limit: Callable[[int], None] | None = None,
@@ -232,6 +235,9 @@ class LoadShedder:
         self.lag = lag
         self.min_in_flight_to_shed = min_in_flight_to_shed
         self.added_threshold = added_threshold
+        self.flood_added_threshold = (
+            added_threshold / 2 if flood_added_threshold is None else flood_added_threshold
+        )
         self.smoothing = smoothing
         self.adjust_seconds = adjust_seconds
         self.added = 0.0
@@ -301,7 +307,7 @@ class LoadShedder:
         # only refuse more: the limit grows instead.
         flood = self._refused > self._admitted
         self._admitted = self._refused = 0
-        pressed = self.lag.lag > self.flood_lag_threshold or self.added > self.added_threshold
+        pressed = self.lag.lag > self.flood_lag_threshold or self.added > self.flood_added_threshold
         if flood and pressed:
             limit = max(self._floor, self.limit * 4 // 5)
         elif flood:

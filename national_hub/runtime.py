@@ -119,6 +119,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 added_threshold=settings.shed_added_seconds,
                 sustain_seconds=settings.shed_sustain_seconds,
                 flood_lag_threshold=settings.shed_flood_lag_seconds,
+                flood_added_threshold=settings.shed_flood_added_seconds,
                 lag=LagMonitor(on_sample=metrics.loop_lag.set),
                 on_limit=metrics.admission_limit.set,
             ),

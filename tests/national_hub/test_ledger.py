@@ -15,6 +15,7 @@ from sqlalchemy import Connection, func, inspect, select, text
 from national_hub.db import Database, run_migrations, upgrade_database
 from national_hub.ledger import DossierReport, LedgerRow, LedgerUnavailable, LedgerWriter
 from national_hub.models import Base, DailyStats, LedgerEntry, NodeDailyStats
+from national_hub.verify import verify_ledger
 
 OUTCOMES = ["ok", "ok", "ok", "client_error", "provider_error", "timeout"]
 
@@ -75,6 +76,36 @@ async def test_concurrent_rows_group_committed(db: Database) -> None:
             )
         ).all()
         assert dict(per_node) == {"C0": 334, "C1": 333, "C2": 333}
+
+
+async def test_groups_of_every_size_store_every_row_as_sent(db: Database) -> None:
+    """Groups of 1 to 700 rows (SQLite writes a group as a few multi-row inserts by its
+    size in binary): every row is stored once with its fields, the chain verifies."""
+    writer = LedgerWriter.for_database(db.writer, db.url, max_group=2000)
+    await writer.start()
+    rows: list[LedgerRow] = []
+    for size in (1, 2, 3, 255, 256, 257, 511, 700):
+        group = [make_row(len(rows) + i, OUTCOMES[i % len(OUTCOMES)]) for i in range(size)]
+        for i, row in enumerate(group):
+            row.response_bytes = len(rows) + i
+        rows += group
+        await asyncio.gather(*(writer.record(r) for r in group))
+    assert writer.stats.groups == 8
+    await writer.stop()
+    async with db.read_session() as s:
+        stored = (
+            await s.execute(
+                select(LedgerEntry.id, LedgerEntry.seq, LedgerEntry.outcome, LedgerEntry.hash,
+                       LedgerEntry.response_bytes)
+            )
+        ).all()  # fmt: skip
+    assert sorted(stored) == sorted(
+        (r.id, r.seq, r.outcome, r.hash, r.response_bytes) for r in rows
+    )
+    assert sorted(r.seq for r in rows) == list(range(1, len(rows) + 1))
+    report = await verify_ledger(db)
+    assert report.ok, report.findings
+    assert report.rows == len(rows)
 
 
 async def test_dossier_reports_are_idempotent(db: Database) -> None:

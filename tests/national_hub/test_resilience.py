@@ -332,3 +332,33 @@ def test_shedder_watches_the_hubs_own_part() -> None:
         shedder.observe(0.2)
     assert not shedder.admit()  # the hub's own part is slow, with a crowd
     assert shedder.flooding
+
+
+def test_a_flood_is_held_to_a_tighter_hub_part_than_starts_shedding() -> None:
+    """In a flood the limit is cut while the hub's own part passes the flood's threshold,
+    though it is below the one that starts shedding; below both, the limit grows."""
+    lag, clock = LagMonitor(), _Clock()
+    shedder = _shedder(clock, lag, added_threshold=0.02, flood_added_threshold=0.01, smoothing=1.0)
+    lag.lag, shedder.in_flight = 0.5, 40
+    assert not shedder.admit()
+    assert shedder.limit == 10
+    lag.lag = 0.001  # the loop keeps up; only the hub's part tells
+
+    def window() -> None:
+        clock.now += 0.021
+        for in_flight in (999, 999, 999, 0):  # refusals outnumber admissions: a flood
+            shedder.in_flight = in_flight
+            shedder.admit()
+
+    # (Each adjustment weighs the window before it: the first saw no refusals yet.)
+    window()
+    assert shedder.limit == 12
+    shedder.observe(0.015)  # over the flood's threshold, under the starting one
+    window()
+    window()
+    assert shedder.limit == 7  # cut twice by a fifth: 12 -> 9 -> 7
+    shedder.observe(0.005)  # under both
+    window()
+    window()
+    assert shedder.limit == 9  # grown by a sixteenth (at least one) each time
+    assert shedder.flooding
