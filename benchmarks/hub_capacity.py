@@ -139,7 +139,10 @@ class Watch:
         "ngsp_ledger_group_size_sum": "group_rows",
         "ngsp_hub_added_duration_seconds_sum": "hub_s",
         "ngsp_hub_added_duration_seconds_count": "hub_n",
+        "ngsp_exchange_duration_seconds_count": "ex_n",
     }
+    #: The hub's own count of exchanges answered within 50 ms (provider included).
+    WITHIN_SLO = "ngsp_exchange_duration_seconds_bucket{"
 
     def __init__(self, hub_url: str, every: float = 0.25) -> None:
         self.url, self.every = f"{hub_url}/metrics", every
@@ -147,6 +150,19 @@ class Watch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._started = 0.0
+
+    def over_slo_share(self) -> float | None:
+        """The share of exchanges the hub itself timed over 50 ms (arrival to answer,
+        provider included) from the first sample to the "flood over" mark: what of the
+        probe's tail the hub saw, against waits outside it (for a core, in the client)."""
+        rows = [r for r in self.samples if "ex_n" in r or "mark" in r]
+        end = next((i for i, r in enumerate(rows) if r.get("mark") == "flood over"), None)
+        if not rows or end is None or end == 0 or "ex_n" not in rows[0]:
+            return None
+        first, last = rows[0], rows[end - 1]
+        answered = last["ex_n"] - first["ex_n"]
+        within = last.get("ex_within", 0.0) - first.get("ex_within", 0.0)
+        return None if answered <= 0 else 1.0 - within / answered
 
     def __enter__(self) -> Watch:
         self._started = time.monotonic()
@@ -194,6 +210,9 @@ class Watch:
                     continue
                 for line in text.splitlines():
                     name, _, value = line.rpartition(" ")
+                    if name.startswith(self.WITHIN_SLO) and 'le="0.05"' in name:
+                        row["ex_within"] = row.get("ex_within", 0.0) + float(value)
+                        continue
                     total = self.TOTALS.get(name.partition("{")[0])
                     if total is not None:
                         row[total] = row.get(total, 0.0) + float(value)
@@ -503,6 +522,8 @@ def main() -> None:
         }
         results["recovery"] = summary(recovery)
         results["shedding_timeline"] = watch.samples
+        over = watch.over_slo_share()
+        results["flood"]["hub_timed_over_50ms_share"] = over
         print(
             "  each second from the flood's start: the hub's admission limit/loop lag (ms), "
             "c: mean ledger commit (ms) x rows a group, h: mean hub part (ms): "
@@ -515,7 +536,9 @@ def main() -> None:
             f"  offered {flood['offered_per_second']:,.0f}/s "
             f"({results['flood']['times_capacity']:.1f}x), {shed} of {total} shed, "
             f"{flood['served_per_second']:,.0f}/s served; "
-            f"probe: admitted p99 {results['flood']['probe_admitted_p99_ms']} ms; after: p99 "
+            f"probe: admitted p99 {results['flood']['probe_admitted_p99_ms']} ms "
+            f"(the hub timed {'?' if over is None else f'{100 * over:.2f}%'} of its answers "
+            f"over 50 ms); after: p99 "
             f"{results['recovery']['p99_ms']} ms, errors {recovery.result.error_count}",
             flush=True,
         )
