@@ -155,11 +155,11 @@ class Watch:
         """The share of exchanges the hub itself timed over 50 ms (arrival to answer,
         provider included) from the first sample to the "flood over" mark: what of the
         probe's tail the hub saw, against waits outside it (for a core, in the client)."""
-        rows = [r for r in self.samples if "ex_n" in r or "mark" in r]
-        end = next((i for i, r in enumerate(rows) if r.get("mark") == "flood over"), None)
-        if not rows or end is None or end == 0 or "ex_n" not in rows[0]:
+        end = next((i for i, r in enumerate(self.samples) if r.get("mark") == "flood over"), None)
+        during = [r for r in self.samples[:end] if "ex_n" in r]
+        if end is None or len(during) < 2:
             return None
-        first, last = rows[0], rows[end - 1]
+        first, last = during[0], during[-1]
         answered = last["ex_n"] - first["ex_n"]
         within = last.get("ex_within", 0.0) - first.get("ex_within", 0.0)
         return None if answered <= 0 else 1.0 - within / answered
@@ -175,14 +175,17 @@ class Watch:
 
     def per_second(self) -> list[str]:
         """Each second: the limit, the loop lag, and over that second the mean ledger
-        commit (ms) and rows a group, and the mean hub part (ms)."""
-        rows = [r for r in self.samples if "limit" in r or "mark" in r]
+        commit (ms) and rows a group, and the mean hub part (ms); marks where they fell."""
         out = []
         previous: dict[str, Any] | None = None
-        for row in rows[::4]:
+        due: float | None = None
+        for row in self.samples:
             if "mark" in row:
                 out.append(str(row["mark"]))
                 continue
+            if "limit" not in row or (due is not None and row["t"] < due):
+                continue
+            due = row["t"] + 1.0 if due is None else max(due + 1.0, row["t"])
             text = f"{row['limit']}/{row['lag_ms']}"
             if previous is not None and "commits" in row and "commits" in previous:
                 commits = row["commits"] - previous["commits"]
@@ -210,7 +213,9 @@ class Watch:
                     continue
                 for line in text.splitlines():
                     name, _, value = line.rpartition(" ")
-                    if name.startswith(self.WITHIN_SLO) and 'le="0.05"' in name:
+                    if name.startswith(self.WITHIN_SLO) and (
+                        '{le="0.05"' in name or ',le="0.05"' in name
+                    ):
                         row["ex_within"] = row.get("ex_within", 0.0) + float(value)
                         continue
                     total = self.TOTALS.get(name.partition("{")[0])

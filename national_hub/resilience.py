@@ -196,9 +196,9 @@ class LoadShedder:
     ``limit`` are in flight. The limit starts at the crowd's size and is adjusted every
     ``adjust_seconds``: while refusals outnumber the admissions, cut by a
     fifth if the loop lags more than ``flood_lag_threshold`` or the hub's own part
-    passes ``flood_added_threshold`` (tighter than the thresholds that start shedding:
-    refusals take CPU from the admitted exchanges, and a queue that was tolerable
-    without them is not), else raised by a sixteenth (at least one). So the
+    passes ``flood_added_threshold`` (by default half ``added_threshold``, and never
+    above it: refusals take CPU from the admitted exchanges, and a queue that was
+    tolerable without them is not), else raised by a sixteenth (at least one). So the
     admitted exchanges find a short queue and a loop that turns quickly, whatever the
     refusals cost, and the hub serves as many as that allows. With fewer refusals the
     flood has passed and the limit grows by a quarter each time; once it is back at
@@ -235,8 +235,10 @@ class LoadShedder:
         self.lag = lag
         self.min_in_flight_to_shed = min_in_flight_to_shed
         self.added_threshold = added_threshold
-        self.flood_added_threshold = (
-            added_threshold / 2 if flood_added_threshold is None else flood_added_threshold
+        #: Never looser than the threshold that starts shedding.
+        self.flood_added_threshold = min(
+            added_threshold,
+            added_threshold / 2 if flood_added_threshold is None else flood_added_threshold,
         )
         self.smoothing = smoothing
         self.adjust_seconds = adjust_seconds

@@ -67,10 +67,11 @@ class HubSettings(BaseSettings):
     #: Once shedding, the in-flight limit is cut while the loop lags more than this
     #: (and raised while it does not), so admitted exchanges find a loop that turns.
     shed_flood_lag_seconds: float = Field(default=0.005, gt=0)
-    #: ... or the hub's own part of recent exchanges passes this. Chosen by
-    #: benchmarks/hub_capacity.py: under a 3x flood, 20 ms (``shed_added_seconds``) left
-    #: admitted p99 at 72-85 ms, 10 ms gave 24-28 ms and served as many, 6 ms 16 ms but
-    #: served 40% fewer.
+    #: ... or the hub's own part of recent exchanges passes this (at most
+    #: ``shed_added_seconds``). Chosen by benchmarks/hub_capacity.py: under a 3x flood,
+    #: moving both thresholds to 20 / 10 / 6 ms gave admitted p99 72-85 / 24-28 / 16 ms,
+    #: the last serving 40% fewer; then, starting at 20 ms and held to 10 ms in the flood
+    #: against 20 ms in both, 26-27 against 46-64 ms, as many served (RESULTS.md).
     shed_flood_added_seconds: float = Field(default=0.010, gt=0)
     #: Consecutive provider failures that open its circuit, and how long it stays open.
     circuit_failures: int = Field(default=5, ge=1)

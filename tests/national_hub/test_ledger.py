@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, func, inspect, select, text
 
+from national_hub import ledger as ledger_module
 from national_hub.db import Database, run_migrations, upgrade_database
 from national_hub.ledger import DossierReport, LedgerRow, LedgerUnavailable, LedgerWriter
 from national_hub.models import Base, DailyStats, LedgerEntry, NodeDailyStats
@@ -131,6 +134,48 @@ async def test_failed_commit_is_not_acknowledged(db: Database) -> None:
     await writer.stop()
     with pytest.raises(LedgerUnavailable):
         writer.submit(make_row(3))
+
+
+async def test_a_group_failing_in_its_last_statement_leaves_nothing(db: Database) -> None:
+    """A group of 301 rows (SQLite: inserts of 256, 32, 8, 4 and 1) whose last row repeats
+    a stored id: none of the group is stored, no waiter is told it was, no rollup moved."""
+    writer = LedgerWriter.for_database(db.writer, db.url)
+    await writer.start()
+    await writer.record(make_row(0))
+    group = [make_row(i) for i in range(1, 301)] + [make_row(0)]
+    results = await asyncio.gather(*(writer.record(r) for r in group), return_exceptions=True)
+    assert all(isinstance(r, LedgerUnavailable) for r in results)
+    await writer.record(make_row(1000))  # the writer and its chain go on
+    await writer.stop()
+    async with db.read_session() as s:
+        assert await s.scalar(select(func.count()).select_from(LedgerEntry)) == 2
+        daily = (await s.scalars(select(DailyStats))).all()
+        assert sum(d.transactions for d in daily) == 2
+    report = await verify_ledger(db)
+    assert report.ok, report.findings
+
+
+async def test_an_older_sqlite_s_parameter_limit_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite before 3.32 takes 999 parameters a statement: inserts of at most 32 rows."""
+    connect = sqlite3.connect
+
+    def limited(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        return conn
+
+    db = Database.connect(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
+    await upgrade_database(db)
+    monkeypatch.setattr(ledger_module.sqlite3, "connect", limited)
+    writer = LedgerWriter.for_database(db.writer, db.url)
+    await writer.start()
+    await asyncio.gather(*(writer.record(make_row(i)) for i in range(300)))
+    await writer.stop()
+    async with db.read_session() as s:
+        assert await s.scalar(select(func.count()).select_from(LedgerEntry)) == 300
+    await db.dispose()
 
 
 def _diff(conn: Connection) -> list[Any]:
