@@ -442,16 +442,13 @@ class _SqliteStore:
         dialect = sqlite.dialect(paramstyle="qmark")
         ledger = self._st.ledger_insert.compile(dialect=dialect, column_keys=list(_LEDGER_COLUMNS))
         self._ledger_sql = (str(ledger), tuple(ledger.positiontup or ()))
-        values = self._ledger_sql[0].partition(" VALUES ")[2]
         #: The ledger insert with 2**k rows of values, k = 0..8. A group goes in as a few of
         #: these (its size in binary), each prepared once. The driver lets go of the GIL
         #: for each statement it steps, and while the loop is busy (a flood) this thread
         #: then waits up to the 5 ms switch interval to get it back: once per statement
         #: now, not once per row. A group of 50 beside a busy thread: 33 ms against 150 ms
         #: row by row; alone: 0.77 against 0.65 ms (RESULTS.md, 2026-11-24 06:25-).
-        self._ledger_rows_sql = [
-            f"{self._ledger_sql[0]}{f', {values}' * (2**k - 1)}" for k in range(9)
-        ]
+        self._ledger_rows_sql = [rows_of_values(self._ledger_sql[0], 2**k) for k in range(9)]
         self._upsert_sql: dict[int, tuple[str, tuple[str, ...]]] = {}
         for upsert in (self._st.daily, self._st.per_node, self._st.per_procedure):
             compiled = upsert.statement.compile(dialect=dialect)
@@ -539,6 +536,12 @@ class _SqliteStore:
 
         await asyncio.get_running_loop().run_in_executor(self._executor, _close)
         self._executor.shutdown(wait=True)
+
+
+def rows_of_values(insert_sql: str, rows: int) -> str:
+    """A one-row ``INSERT ... VALUES (...)`` made to take ``rows`` rows of values."""
+    values = insert_sql.partition(" VALUES ")[2]
+    return insert_sql + f", {values}" * (rows - 1)
 
 
 def _ordered(params: dict[str, Any], order: tuple[str, ...]) -> tuple[Any, ...]:

@@ -50,7 +50,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from national_hub.chain import CHAINED_FIELDS, GENESIS, MISSING, SEPARATOR
 from national_hub.contract import Outcome
 from national_hub.db import Database, is_sqlite, sqlite_path, upgrade_database
-from national_hub.ledger import DossierReport, LedgerRow, LedgerWriter, stats_day
+from national_hub.ledger import (
+    DossierReport,
+    LedgerRow,
+    LedgerWriter,
+    rows_of_values,
+    stats_day,
+)
 from national_hub.models import (
     Base,
     DailyStats,
@@ -101,8 +107,7 @@ RECEIVED_BATCHES = 2
 
 def _ledger_rows_sql(rows: int) -> str:
     """The ledger insert with ``rows`` rows of values."""
-    values = LEDGER_SQL[LEDGER_SQL.index(" VALUES ") + len(" VALUES ") :]
-    return LEDGER_SQL + ", " + ", ".join([values] * (rows - 1)) if rows > 1 else LEDGER_SQL
+    return rows_of_values(LEDGER_SQL, rows)
 
 
 _REQUESTED_AT = itemgetter(ROW_COLUMNS.index("requested_at"))
