@@ -10,13 +10,15 @@ command: ``NGSP_FUZZ_EXAMPLES=1000 pytest tests/test_fuzz.py``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -124,61 +126,76 @@ def one_stop_schema(stack: Stack) -> Any:
     return _schema(f"{base}/openapi.json", base)
 
 
-hub_api = schemathesis.pytest.from_fixture("hub_schema")
-gateway_api = schemathesis.pytest.from_fixture("gateway_schema")
-nodes_api = schemathesis.pytest.from_fixture("nodes_schema")
-population_api = schemathesis.pytest.from_fixture("population_schema")
-civil_status_api = schemathesis.pytest.from_fixture("civil_status_schema")
-one_stop_api = schemathesis.pytest.from_fixture("one_stop_schema")
+def fuzz(schema: Any, headers_for: Callable[[str], dict[str, str]] | None = None) -> None:
+    """Run every operation of ``schema`` through Hypothesis, valid and broken inputs alike.
 
+    Uses schemathesis's documented strategy entry point (``APIOperation.as_strategy``)
+    rather than its pytest plugin's lazy fixtures, which break with every change to
+    pytest's node internals. Every failing operation is reported, not only the first.
+    """
+    failures: list[str] = []
+    operations = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        operations += 1
+        strategy = st.one_of(*(operation.as_strategy(mode) for mode in GenerationMode))
 
-@pytest.mark.slow
-@hub_api.parametrize()
-@FUZZ
-def test_hub(case: Any, stack: Stack) -> None:
-    token = ADMIN_TOKEN if case.path.startswith("/admin") else stack.node_token()
-    case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=CHECKS)
+        @FUZZ
+        @given(case=strategy)
+        def check(case: Any) -> None:
+            headers = headers_for(case.path) if headers_for else None
+            case.call_and_validate(headers=headers, checks=CHECKS)
+
+        try:
+            check()
+        except Exception as exc:  # every check failure is an AssertionError subclass or kin
+            failures.append(f"{operation.label}: {type(exc).__name__}: {exc}")
+    assert operations > 0, "the schema has no operations: nothing was fuzzed"
+    assert not failures, "\n\n".join(failures)
 
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123"
 
 
 @pytest.mark.slow
-@gateway_api.parametrize()
-@FUZZ
-def test_gateway(case: Any, stack: Stack) -> None:
-    headers = (
-        {"Authorization": f"Bearer {ADMIN}"}
-        if case.path.startswith("/admin")
-        else {"X-API-Key": stack.key}
+def test_hub(hub_schema: Any, stack: Stack) -> None:
+    token = stack.node_token()
+    fuzz(
+        hub_schema,
+        lambda path: {
+            "Authorization": f"Bearer {ADMIN_TOKEN if path.startswith('/admin') else token}"
+        },
     )
-    case.call_and_validate(headers=headers, checks=CHECKS)
 
 
 @pytest.mark.slow
-@nodes_api.parametrize()
-@FUZZ
-def test_nodes_control(case: Any, stack: Stack) -> None:
+def test_gateway(gateway_schema: Any, stack: Stack) -> None:
+    fuzz(
+        gateway_schema,
+        lambda path: (
+            {"Authorization": f"Bearer {ADMIN}"}
+            if path.startswith("/admin")
+            else {"X-API-Key": stack.key}
+        ),
+    )
+
+
+@pytest.mark.slow
+def test_nodes_control(nodes_schema: Any, stack: Stack) -> None:
     token = network_of(stack.nodes).admin_token
-    case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=CHECKS)
+    fuzz(nodes_schema, lambda _path: {"Authorization": f"Bearer {token}"})
 
 
 @pytest.mark.slow
-@population_api.parametrize()
-@FUZZ
-def test_population_service(case: Any) -> None:
-    case.call_and_validate(checks=CHECKS)
+def test_population_service(population_schema: Any) -> None:
+    fuzz(population_schema)
 
 
 @pytest.mark.slow
-@civil_status_api.parametrize()
-@FUZZ
-def test_civil_status_service(case: Any) -> None:
-    case.call_and_validate(checks=CHECKS)
+def test_civil_status_service(civil_status_schema: Any) -> None:
+    fuzz(civil_status_schema)
 
 
 @pytest.mark.slow
-@one_stop_api.parametrize()
-@FUZZ
-def test_one_stop_service(case: Any) -> None:
-    case.call_and_validate(checks=CHECKS)
+def test_one_stop_service(one_stop_schema: Any) -> None:
+    fuzz(one_stop_schema)

@@ -258,8 +258,10 @@ def _instructions(name: str) -> list[str]:
     return re.findall(rf"^{name} (.+)$", DOCKERFILE, flags=re.MULTILINE)
 
 
-def test_image_installs_the_package_and_runs_ngsp() -> None:
-    assert "pip install ." in DOCKERFILE
+def test_image_installs_the_lock_and_the_package_and_runs_ngsp() -> None:
+    assert "uv export --frozen" in DOCKERFILE
+    assert "pip install --require-hashes -r" in DOCKERFILE
+    assert "pip install --no-deps ." in DOCKERFILE
     assert _instructions("ENTRYPOINT") == ['["ngsp"]']
     assert _instructions("USER") == ["ngsp"]
     (base,) = _instructions("FROM")
@@ -277,6 +279,7 @@ def test_image_copies_every_package_and_nothing_else() -> None:
     copied = {line.split()[0] for line in _instructions("COPY")}
     assert copied == {"pyproject.toml", *packages}
     assert "README.md" in _instructions("COPY")[0]  # pyproject's readme
+    assert "uv.lock" in _instructions("COPY")[0]  # the versions the suite passed with
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
     allowed = {line.removeprefix("!").rstrip("/") for line in ignore if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", *packages}
+    assert allowed == {"pyproject.toml", "README.md", "uv.lock", *packages}
