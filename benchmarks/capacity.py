@@ -191,7 +191,7 @@ class Stack:
         self.hub_url = f"http://127.0.0.1:{hub_port}"
         self.control_url = f"http://127.0.0.1:{control_port}"
         self.nginx_url = f"http://127.0.0.1:{proxy_port}"
-        python = [sys.executable, "-m", "national_hub"]
+        python = [sys.executable, "-m", "ngsp"]
         hub_cmd = [
             *python,
             "hub",

@@ -151,7 +151,7 @@ def start_hub(
         [
             sys.executable,
             "-m",
-            "national_hub",
+            "ngsp",
             "hub",
             "--port",
             str(port),

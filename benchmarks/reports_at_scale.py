@@ -24,8 +24,9 @@ from pathlib import Path
 import httpx
 from uuid_utils import uuid7
 
-from national_hub.db import Database, upgrade_database
+from common.db import Database
 from national_hub.ledger import LedgerRow, LedgerWriter
+from national_hub.migrations import upgrade as upgrade_hub_schema
 
 PG_ADMIN = os.environ.get("NGSP_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 SERVICES = [
@@ -41,7 +42,7 @@ CONSUMERS = [f"P{n:02d}" for n in (1, 79, 31, 48, 92, 74, 75, 26, 22, 46)] + ["B
 
 async def fill(url: str, rows: int) -> float:
     db = Database.connect(url)
-    await upgrade_database(db)
+    await upgrade_hub_schema(db)
     writer = LedgerWriter.for_database(db.writer, db.url, max_group=5000)
     await writer.start()
     rng = random.Random(1)
@@ -129,7 +130,7 @@ def main() -> None:
             [
                 sys.executable,
                 "-m",
-                "national_hub",
+                "ngsp",
                 "hub",
                 "--port",
                 str(port),

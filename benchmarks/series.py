@@ -174,7 +174,7 @@ async def sweep(credentials: Path, nodes_url: str) -> dict[int, int]:
     """Every body calls every service of every node once, granted or not (the worst case)."""
     import asyncio
 
-    from provincial_nodes.client import HubClient
+    from common.hubclient import HubClient
 
     statuses: dict[int, int] = {}
     limit = asyncio.Semaphore(64)
@@ -237,7 +237,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         with open(work / "up.log", "wb") as log:
             up = subprocess.Popen(
                 [
-                    sys.executable, "-m", "national_hub", "up",
+                    sys.executable, "-m", "ngsp", "up",
                     "--data-dir", str(data),
                     "--hub-port", str(ports["hub"]),
                     "--gateway-port", str(ports["gateway"]),

@@ -2,7 +2,7 @@
 
     python benchmarks/simulate_speed.py [--scenario vn-2020 --scenario vn-2024] [--runs 2]
 
-Runs each scenario through ``national_hub.simulation`` (the hub's routing and grants,
+Runs each scenario through ``simulation`` (the hub's routing and grants,
 the bulk ledger writer, the rollups, the hash chain, the projections) into a fresh SQLite
 database in a temporary directory, and prints the wall time of the whole run, the time
 spent simulating and writing, simulated exchanges per second and ledger rows per second
@@ -19,8 +19,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from national_hub.simulation.run import RunResult, run_scenario
-from national_hub.simulation.scenario import load_scenario
+from simulation.run import RunResult, run_scenario
+from simulation.scenario import load_scenario
 
 
 async def once(name: str, folder: Path) -> RunResult:

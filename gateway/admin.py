@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, Path, Response, status
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.errors import NotFound
 from gateway.auth import RuntimeDep, require_admin
 from gateway.keys import hash_key, new_key, now
 from gateway.models import ApiKey
 from gateway.schemas import KeyCreate, KeyCreated, KeyPublic, KeysPublic, KeyUpdate
-from national_hub.errors import NotFound
 
 __all__ = ["router"]
 

@@ -13,6 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from uuid_utils import uuid7
 
+from common.contract import ProblemError
+from common.errors import NotFound
+from country.procedures import Procedure
 from gateway.applicant import validate_applicant
 from gateway.auth import KeyDep, RuntimeDep
 from gateway.level4 import Level4Row, rank
@@ -27,9 +30,6 @@ from gateway.schemas import (
     ProceduresPublic,
     StepPublic,
 )
-from national_hub.contract import ProblemError
-from national_hub.errors import NotFound
-from national_hub.procedures import Procedure
 
 __all__ = ["router"]
 

@@ -9,15 +9,15 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import text
 
+from common.edge import EdgeGuard, EdgeLimits
+from common.errors import NotReady, install_error_handlers, problem_responses
+from common.logs import quiet_libraries
+from common.metrics import CONTENT_TYPE_LATEST, render
+from common.server import settle_heap
 from gateway import admin, api
 from gateway.auth import RuntimeDep
 from gateway.runtime import open_runtime
 from gateway.settings import GatewaySettings
-from national_hub.edge import EdgeGuard, EdgeLimits
-from national_hub.errors import NotReady, install_error_handlers, problem_responses
-from national_hub.logs import quiet_libraries
-from national_hub.metrics import CONTENT_TYPE_LATEST, render
-from national_hub.server import settle_heap
 
 __all__ = ["create_app", "create_app_from_env"]
 

@@ -7,9 +7,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from national_hub.contract import ProblemError
-from national_hub.procedures import ApplicantField, Procedure
-from provincial_nodes.citizens import is_valid_id_number
+from common.contract import ProblemError
+from country.citizens import is_valid_id_number
+from country.procedures import ApplicantField, Procedure
 
 __all__ = ["InvalidApplicant", "validate_applicant"]
 

@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from common.contract import ProblemError
+from common.errors import AdminTokenInvalid
 from gateway.keys import find_key
 from gateway.models import ApiKey
 from gateway.runtime import GatewayRuntime
-from national_hub.contract import ProblemError
-from national_hub.errors import AdminTokenInvalid
 
 __all__ = ["AdminDep", "KeyDep", "RuntimeDep", "require_admin", "require_key"]
 

@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from national_hub.models import NAMING_CONVENTION
+from common.db import NAMING_CONVENTION
 
 __all__ = ["ApiKey", "Base", "Dossier", "DossierStep"]
 

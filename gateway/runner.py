@@ -27,13 +27,13 @@ import httpx
 import orjson
 from sqlalchemy import select, update
 
+from common.credentials import read_credentials
+from common.db import Database
+from common.hubclient import HubClient, TokenError
+from country.procedures import Catalogue
 from gateway.metrics import GatewayMetrics
 from gateway.models import Dossier, DossierStep
 from gateway.steps import MissingValue, render_step
-from national_hub.credentials import read_credentials
-from national_hub.db import Database
-from national_hub.procedures import Catalogue
-from provincial_nodes.client import HubClient, TokenError
 
 __all__ = ["DossierRunner", "ProvinceClients"]
 

@@ -11,6 +11,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.credentials import CredentialsFile, read_credentials
+from common.db import Database, upgrade_database
+from country.procedures import Catalogue, load_catalogue
+from country.roster import Roster, load_roster
 from gateway.keys import find_key, hash_key, new_key
 from gateway.level4 import Level4Model, load_level4
 from gateway.metrics import GatewayMetrics
@@ -18,10 +22,6 @@ from gateway.models import ApiKey
 from gateway.ratelimits import KeyLimiter
 from gateway.runner import DossierRunner, ProvinceClients
 from gateway.settings import GatewaySettings
-from national_hub.credentials import CredentialsFile, read_credentials
-from national_hub.db import Database, upgrade_database
-from national_hub.procedures import Catalogue, load_catalogue
-from provincial_nodes.roster import Roster, load_roster
 
 __all__ = ["GatewayRuntime", "open_runtime"]
 

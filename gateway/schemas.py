@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from national_hub.schemas import UtcDatetime
+from common.schemas import UtcDatetime
 
 __all__ = [
     "DossierCreate",

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from national_hub.settings import is_placeholder_secret
+from common.secrets import is_placeholder_secret
 
 __all__ = ["GatewaySettings"]
 

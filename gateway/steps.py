@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from national_hub.procedures import PLACEHOLDER, Step
+from country.procedures import PLACEHOLDER, Step
 
 __all__ = ["MissingValue", "RenderedStep", "render_step"]
 

@@ -1,6 +1,6 @@
 """``ngsp load``: open-loop load against a running ``ngsp up``, and a capacity search.
 
-``load`` is a Typer command function; ``national_hub.cli`` registers it as
+``load`` is a Typer command function; ``ngsp.cli`` registers it as
 ``app.command("load")(load)`` and ``python -m loadtest`` runs it alone. Heavy imports
 (aiohttp, the population model) happen when the command runs, not when the CLI loads.
 """

@@ -30,12 +30,12 @@ from locust import FastHttpUser, LoadTestShape, constant_throughput, events, tas
 from locust.argument_parser import LocustArgumentParser
 from locust.env import Environment
 
+from common.contract import HEADER_PROCEDURE
+from country.roster import load_roster
 from loadtest.openloop import check_target
 from loadtest.profile import SHAPES, DailyProfile, Shape, load_profile
 from loadtest.targets import NodeCredential, choose_consumers, parse_world, read_network
 from loadtest.traffic import ExchangeGenerator, Identifiers, consumer_weights, load_model
-from national_hub.contract import HEADER_PROCEDURE
-from provincial_nodes.roster import load_roster
 from provincial_nodes.world import build_population
 
 __all__ = ["DailyShape", "HubUser"]

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from hdrh.histogram import HdrHistogram
 
-from national_hub.http1 import Http1Client
+from common.http1 import Http1Client
 
 __all__ = [
     "LoadResult",

@@ -30,6 +30,10 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from common.contract import HEADER_PROCEDURE
+from common.credentials import read_credentials
+from country.procedures import load_catalogue
+from country.roster import load_roster
 from loadtest.openloop import Request, check_target
 from loadtest.traffic import (
     ConsumerSet,
@@ -41,10 +45,6 @@ from loadtest.traffic import (
     implied_savings,
     load_model,
 )
-from national_hub.contract import HEADER_PROCEDURE
-from national_hub.credentials import read_credentials
-from national_hub.procedures import load_catalogue
-from provincial_nodes.roster import load_roster
 from provincial_nodes.world import build_population
 
 __all__ = [

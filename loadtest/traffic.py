@@ -32,9 +32,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from national_hub.procedures import Catalogue
-from provincial_nodes.citizens import Population
-from provincial_nodes.roster import Roster
+from country.citizens import Population
+from country.procedures import Catalogue
+from country.roster import Roster
 from provincial_nodes.services.business import sample_tax_codes
 from provincial_nodes.services.insurance import card_number_for, kind_for_age
 from provincial_nodes.services.land import sample_parcel_ids

@@ -9,14 +9,14 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from common.edge import EdgeGuard, EdgeLimits
+from common.errors import install_error_handlers, problem_responses
+from common.logs import quiet_libraries
+from common.server import DOOR, settle_heap
 from national_hub import __version__, admin, health, metaservices, oauth, reports, savings
 from national_hub.bootstrap import apply_registry_file
-from national_hub.edge import EdgeGuard, EdgeLimits
-from national_hub.errors import install_error_handlers, problem_responses
 from national_hub.exchange import EXCHANGE_PREFIX, ExchangeHandler, door
-from national_hub.logs import quiet_libraries
 from national_hub.runtime import open_runtime
-from national_hub.server import DOOR, settle_heap
 from national_hub.settings import HubSettings
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -79,7 +79,7 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
             app.state.runtime = runtime
             handler.runtime = runtime
             settle_heap()
-            # The server's protocol (national_hub.server) sheds floods at its door.
+            # The server's protocol (common.server) sheds floods at its door.
             yield {DOOR: door(runtime)}
             handler.runtime = None
 

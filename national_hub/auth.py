@@ -8,9 +8,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from common.contract import Outcome
+from common.errors import AdminTokenInvalid, Forbidden, TokenInvalid, TokenMissing
 from national_hub.audit import record_refusal
-from national_hub.contract import Outcome
-from national_hub.errors import AdminTokenInvalid, Forbidden, TokenInvalid, TokenMissing
 from national_hub.registry import NodeInfo
 from national_hub.routing import consumer_of
 from national_hub.runtime import Runtime

@@ -25,7 +25,7 @@ from urllib.parse import unquote
 
 from uuid_utils import uuid7
 
-from national_hub.contract import (
+from common.contract import (
     HEADER_CONSUMER,
     HEADER_TRACEPARENT,
     HEADER_TRANSACTION_ID,
@@ -33,8 +33,8 @@ from national_hub.contract import (
     Outcome,
     ProblemError,
 )
-from national_hub.edge import HeadersTooLarge, SlowSender, header_bytes
-from national_hub.errors import (
+from common.edge import HeadersTooLarge, SlowSender, header_bytes
+from common.errors import (
     HubOverloaded,
     InvalidRequest,
     NotGranted,
@@ -49,11 +49,11 @@ from national_hub.errors import (
     UnknownProvider,
     UnknownService,
 )
-from national_hub.http1 import AnswerTooLarge, BadAnswer, CannotConnect, ServerDisconnected
+from common.http1 import AnswerTooLarge, BadAnswer, CannotConnect, ServerDisconnected
+from common.server import ADMITTED, Door
 from national_hub.ledger import LedgerRow, LedgerUnavailable
 from national_hub.paths import mask_path
 from national_hub.routing import authorise, consumer_of, resolve
-from national_hub.server import ADMITTED, Door
 
 if TYPE_CHECKING:
     from national_hub.runtime import Runtime

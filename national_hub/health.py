@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from sqlalchemy import text
 
+from common.errors import NotReady
 from national_hub.auth import RuntimeDep
-from national_hub.errors import NotReady
 from national_hub.metrics import CONTENT_TYPE_LATEST, render
 
 __all__ = ["router"]

@@ -33,8 +33,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from uuid_utils import uuid7
 
+from common.contract import Outcome
 from national_hub.chain import GENESIS, row_hash
-from national_hub.contract import Outcome
 from national_hub.models import (
     Base,
     DailyStats,

@@ -9,8 +9,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
+from common.errors import NotFound
 from national_hub.auth import CallerDep, NodeDep, RuntimeDep
-from national_hub.errors import NotFound
 from national_hub.models import Service
 from national_hub.registry import ServiceInfo
 from national_hub.schemas import NodePublic, NodesPublic, ServicePublic, ServicesPublic

@@ -13,9 +13,9 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from common.contract import PROBLEM_CONTENT_TYPE, TOKEN_SCOPE, Outcome, ProblemError
 from national_hub.audit import record_refusal
 from national_hub.auth import RuntimeDep
-from national_hub.contract import PROBLEM_CONTENT_TYPE, TOKEN_SCOPE, Outcome, ProblemError
 from national_hub.schemas import TokenResponse
 from national_hub.tokens import parse_basic_auth, verify_secret
 

@@ -12,7 +12,7 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from national_hub.errors import Conflict, InvalidRequest, NotFound
+from common.errors import Conflict, InvalidRequest, NotFound
 from national_hub.models import Credential, Grant, Node, RegistryVersion, Service
 from national_hub.schemas import (
     CredentialCreate,

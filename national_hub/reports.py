@@ -19,9 +19,9 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from common.contract import Outcome
+from common.errors import InvalidRequest
 from national_hub.auth import CallerDep, RuntimeDep
-from national_hub.contract import Outcome
-from national_hub.errors import InvalidRequest
 from national_hub.models import DailyStats, LedgerEntry, NodeDailyStats, ProcedureDailyStats
 from national_hub.schemas import (
     CODE_PATTERN,

@@ -7,7 +7,7 @@ whether they may (``authorise``). Each raises the hub's error for a refusal.
 
 from __future__ import annotations
 
-from national_hub.errors import NotGranted, TokenInvalid, UnknownProvider, UnknownService
+from common.errors import NotGranted, TokenInvalid, UnknownProvider, UnknownService
 from national_hub.registry import NodeInfo, ServiceInfo, Snapshot
 from national_hub.tokens import Claims
 

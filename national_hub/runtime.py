@@ -9,13 +9,14 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from national_hub.credentials import CredentialsFile
-from national_hub.db import Database, upgrade_database
-from national_hub.http1 import Http1Client
+from common.credentials import CredentialsFile
+from common.db import Database
+from common.http1 import Http1Client
+from country.procedures import Catalogue, load_catalogue
 from national_hub.ledger import LedgerWriter
 from national_hub.metrics import HubMetrics
+from national_hub.migrations import upgrade as upgrade_hub_schema
 from national_hub.monitor import probe_nodes, refresh_stats
-from national_hub.procedures import Catalogue, load_catalogue
 from national_hub.registry import RegistryCache, SharedGeneration
 from national_hub.resilience import (
     CircuitBreakers,
@@ -59,7 +60,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
     db = Database.connect(settings.sqlalchemy_url, sqlite_synchronous=settings.sqlite_synchronous)
     try:
         if settings.auto_migrate:
-            await upgrade_database(db)
+            await upgrade_hub_schema(db)
         registry = RegistryCache(
             db.read_session,
             SharedGeneration(settings.data_dir / "registry.gen"),

@@ -15,8 +15,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response, status
 from sqlalchemy import select
 
+from common.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from national_hub.auth import CallerDep, NodeDep, RuntimeDep
-from national_hub.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from national_hub.exchange import LedgerUnavailableError
 from national_hub.ledger import DossierReport, LedgerUnavailable
 from national_hub.models import Dossier

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
-
-def _as_utc(moment: dt.datetime) -> dt.datetime:
-    # SQLite hands back the UTC times it stored without their zone.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
-
-
-#: A moment in time as the API shows it: always with its UTC offset.
-UtcDatetime = Annotated[dt.datetime, AfterValidator(_as_utc)]
+from common.schemas import UtcDatetime
 
 CODE_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 DOSSIER_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"

@@ -11,15 +11,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.secrets import is_placeholder_secret
+
 __all__ = ["HubSettings", "is_placeholder_secret"]
-
-_PLACEHOLDERS = {"", "changeme", "change-me", "change_me", "secret", "admin", "password", "dev"}
-
-
-def is_placeholder_secret(value: str) -> bool:
-    """True for values that must never guard a real deployment."""
-    lowered = value.strip().lower()
-    return lowered in _PLACEHOLDERS or "change" in lowered or "placeholder" in lowered
 
 
 class HubSettings(BaseSettings):

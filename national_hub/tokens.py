@@ -24,8 +24,8 @@ from urllib.parse import unquote_plus
 
 import jwt
 
-from national_hub.contract import TOKEN_AUDIENCE, TOKEN_ISSUER, TOKEN_SCOPE
-from national_hub.errors import TokenInvalid
+from common.contract import TOKEN_AUDIENCE, TOKEN_ISSUER, TOKEN_SCOPE
+from common.errors import TokenInvalid
 
 __all__ = [
     "Claims",

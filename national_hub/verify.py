@@ -16,9 +16,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from common.contract import Outcome
+from common.db import Database
 from national_hub.chain import GENESIS, row_hash
-from national_hub.contract import Outcome
-from national_hub.db import Database
 from national_hub.ledger import stats_day
 from national_hub.models import (
     DailyStats,

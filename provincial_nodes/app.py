@@ -21,23 +21,23 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request, Response, status
 from pydantic import BaseModel
 
-from national_hub.credentials import CredentialsFile, read_credentials
-from national_hub.edge import EdgeGuard, EdgeLimits
-from national_hub.errors import (
+from common.credentials import CredentialsFile, read_credentials
+from common.edge import EdgeGuard, EdgeLimits
+from common.errors import (
     AdminTokenInvalid,
     NotFound,
     install_error_handlers,
     problem_responses,
 )
-from national_hub.logs import quiet_libraries
-from national_hub.metrics import CONTENT_TYPE_LATEST, render
-from national_hub.server import settle_heap
-from provincial_nodes.citizens import Citizen
+from common.logs import quiet_libraries
+from common.metrics import CONTENT_TYPE_LATEST, render
+from common.server import settle_heap
+from country.citizens import Citizen
+from country.roster import Roster, load_roster
 from provincial_nodes.faults import FaultBook, FaultSpec
 from provincial_nodes.listeners import ASGIApp, NodeApp, NodeListener
 from provincial_nodes.metrics import NodesMetrics
 from provincial_nodes.registration import register, registry_document
-from provincial_nodes.roster import Roster, load_roster
 from provincial_nodes.services.business import sample_tax_codes
 from provincial_nodes.services.catalogue import PROVINCE, SERVICES, service_apps
 from provincial_nodes.services.insurance import card_number_for, kind_for_age

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import uvicorn
 
-from national_hub.contract import PROBLEM_CONTENT_TYPE, problem_body
+from common.contract import PROBLEM_CONTENT_TYPE, problem_body
 from provincial_nodes.faults import FaultBook
 from provincial_nodes.metrics import NodesMetrics
 from provincial_nodes.services.one_stop import NODE_SCOPE_KEY

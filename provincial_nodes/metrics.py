@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from national_hub.metrics import LATENCY_BUCKETS
+from common.metrics import LATENCY_BUCKETS
 
 __all__ = ["NodesMetrics"]
 

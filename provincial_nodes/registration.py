@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from provincial_nodes.roster import Roster
+from country.roster import Roster
 from provincial_nodes.services.catalogue import PROVINCE, SERVICES
 
 __all__ = ["RegistrationError", "register", "registry_document"]

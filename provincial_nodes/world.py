@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, replace
 
-from provincial_nodes.citizens import Citizen, Population, PopulationSpec
-from provincial_nodes.roster import Province, Roster
+from country.citizens import Citizen, Population, PopulationSpec
+from country.roster import Province, Roster
 from provincial_nodes.state import Birth, NodeState
 
 __all__ = ["Person", "World", "build_population"]

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import FastAPI, Path
 
-from national_hub.contract import ProblemError
-from national_hub.errors import install_error_handlers, problem_responses
-from provincial_nodes.citizens import is_valid_id_number
+from common.contract import ProblemError
+from common.errors import install_error_handlers, problem_responses
+from country.citizens import is_valid_id_number
 from provincial_nodes.world import Person, World
 
 __all__ = [

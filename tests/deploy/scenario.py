@@ -40,10 +40,10 @@ from typing import Any
 import asyncpg
 import httpx
 
+from common.credentials import CredentialsFile
+from common.hubclient import HubClient
 from gateway.app import create_app as create_gateway_app
 from gateway.settings import GatewaySettings
-from national_hub.credentials import CredentialsFile
-from provincial_nodes.client import HubClient
 from tests.conftest import POSTGRES_ADMIN_DSN
 from tests.deploy.support import (
     PanelQuery,

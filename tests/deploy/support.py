@@ -287,7 +287,7 @@ def parse_ngsp_command(args: list[str]) -> dict[str, Any]:
     """
     import typer.main
 
-    from national_hub.cli import app
+    from ngsp.cli import app
 
     commands: dict[str, Any] = getattr(typer.main.get_command(app), "commands", {})
     name, *rest = args

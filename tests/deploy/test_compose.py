@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -272,10 +273,9 @@ def test_image_installs_the_lock_and_the_package_and_runs_ngsp() -> None:
 
 
 def test_image_copies_every_package_and_nothing_else() -> None:
-    pyproject = (REPO / "pyproject.toml").read_text()
-    included = re.search(r"include = \[(.+?)\]", pyproject)
-    assert included is not None
-    packages = {p.strip().strip('"').rstrip("*") for p in included.group(1).split(",")}
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    included = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {name.rstrip("*") for name in included}
     copied = {line.split()[0] for line in _instructions("COPY")}
     assert copied == {"pyproject.toml", *packages}
     assert "README.md" in _instructions("COPY")[0]  # pyproject's readme

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from sqlalchemy import update
 
+from common.db import Database, upgrade_database
+from country.procedures import load_catalogue
 from gateway.models import ApiKey, Dossier
 from gateway.runner import DossierRunner, ProvinceClients
 from gateway.runtime import MIGRATIONS
-from national_hub.db import Database, upgrade_database
-from national_hub.procedures import load_catalogue
 
 
 async def test_a_live_claim_keeps_other_replicas_off(tmp_path: Path) -> None:

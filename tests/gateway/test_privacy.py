@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from national_hub.logs import JsonFormatter
-from provincial_nodes.client import HubClient
+from common.hubclient import HubClient
+from common.logs import JsonFormatter
 from tests.gateway.conftest import Platform
 from tests.gateway.test_dossiers import interconnected
 from tests.provincial_nodes.conftest import adult_woman

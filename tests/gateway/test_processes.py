@@ -21,7 +21,7 @@ def start_gateway(
 ) -> tuple[ChildProcess, str]:
     port = free_port()
     child = ChildProcess(
-        python_cmd("-m", "national_hub", "gateway", "--port", str(port), "--log-level", "warning"),
+        python_cmd("-m", "ngsp", "gateway", "--port", str(port), "--log-level", "warning"),
         env={
             "NGSP_GATEWAY_DATA_DIR": str(tmp_path / "gw"),
             "NGSP_GATEWAY_HUB_URL": hub.url,

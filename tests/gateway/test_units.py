@@ -6,11 +6,11 @@ import datetime as dt
 
 import pytest
 
+from country.procedures import load_catalogue
+from country.roster import load_roster
 from gateway.applicant import InvalidApplicant, validate_applicant
 from gateway.level4 import load_level4
 from gateway.steps import MissingValue, render_step
-from national_hub.procedures import load_catalogue
-from provincial_nodes.roster import load_roster
 
 TODAY = dt.date(2026, 11, 23)
 CATALOGUE = load_catalogue()

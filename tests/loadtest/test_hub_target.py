@@ -15,11 +15,11 @@ import typer
 from click.testing import Result
 from typer.testing import CliRunner
 
+from common.credentials import CredentialsFile
 from loadtest.cli import load
 from loadtest.openloop import TargetRefused
 from loadtest.targets import HubTarget, SetupError, prepare_hub_target
 from loadtest.traffic import load_model
-from national_hub.credentials import CredentialsFile
 from tests.loadtest.conftest import RunningNetwork, repo_env
 from tests.support.hub import query
 

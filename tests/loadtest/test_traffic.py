@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from country.citizens import Population
+from country.procedures import load_catalogue
+from country.roster import Roster, load_roster
 from loadtest.profile import Shape, load_profile
 from loadtest.traffic import (
     ConsumerGroup,
@@ -20,9 +23,6 @@ from loadtest.traffic import (
     implied_savings,
     load_model,
 )
-from national_hub.procedures import load_catalogue
-from provincial_nodes.citizens import Population
-from provincial_nodes.roster import Roster, load_roster
 from provincial_nodes.services.business import check_digit
 from provincial_nodes.world import build_population
 

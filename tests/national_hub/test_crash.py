@@ -9,7 +9,7 @@ import httpx
 import pytest
 import yaml
 
-from national_hub.db import Database
+from common.db import Database
 from national_hub.verify import verify_ledger
 from tests.national_hub.conftest import query
 from tests.support.provider import create_provider
@@ -52,7 +52,7 @@ def start_hub(tmp_path: Path, database_url: str, port: int, registry: Path) -> C
     child = ChildProcess(
         python_cmd(
             "-m",
-            "national_hub",
+            "ngsp",
             "hub",
             "--port",
             str(port),

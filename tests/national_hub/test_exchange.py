@@ -338,7 +338,7 @@ async def test_trace_context_and_json_logs(
     import json
     import logging
 
-    from national_hub.logs import JsonFormatter
+    from common.logs import JsonFormatter
 
     token = await network.token(client, "CONS")
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"

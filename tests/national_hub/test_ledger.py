@@ -14,9 +14,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, func, inspect, select, text
 
+from common.db import Database, run_migrations
 from national_hub import ledger as ledger_module
-from national_hub.db import Database, run_migrations, upgrade_database
 from national_hub.ledger import DossierReport, LedgerRow, LedgerUnavailable, LedgerWriter
+from national_hub.migrations import LOCATION as MIGRATIONS
+from national_hub.migrations import upgrade as upgrade_hub_schema
 from national_hub.models import Base, DailyStats, LedgerEntry, NodeDailyStats
 from national_hub.verify import verify_ledger
 
@@ -49,7 +51,7 @@ def make_row(i: int, outcome: str = "ok") -> LedgerRow:
 @pytest.fixture
 async def db(database_url: str) -> AsyncIterator[Database]:
     database = Database.connect(database_url)
-    await upgrade_database(database)
+    await upgrade_hub_schema(database)
     yield database
     await database.dispose()
 
@@ -167,7 +169,7 @@ async def test_an_older_sqlite_s_parameter_limit_is_kept(
         return conn
 
     db = Database.connect(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
-    await upgrade_database(db)
+    await upgrade_hub_schema(db)
     monkeypatch.setattr(ledger_module.sqlite3, "connect", limited)
     writer = LedgerWriter.for_database(db.writer, db.url)
     await writer.start()
@@ -185,17 +187,17 @@ def _diff(conn: Connection) -> list[Any]:
 async def test_migrations_match_models_and_downgrade(database_url: str) -> None:
     database = Database.connect(database_url)
     try:
-        await upgrade_database(database)
+        await upgrade_hub_schema(database)
         async with database.writer.connect() as conn:
             assert await conn.run_sync(_diff) == []
             tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
         assert {"nodes", "services", "grants", "credentials", "ledger", "dossiers"} <= tables
         async with database.writer.connect() as conn:
-            await conn.run_sync(run_migrations, database.url, "base", True)
+            await conn.run_sync(run_migrations, database.url, "base", True, MIGRATIONS)
             await conn.commit()
             left = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
         assert left <= {"alembic_version"}
-        await upgrade_database(database)
+        await upgrade_hub_schema(database)
         async with database.reader.connect() as conn:
             version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
         assert version == "0003"

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from national_hub.edge import JsonTooDeep, check_json_depth
+from common.edge import JsonTooDeep, check_json_depth
 from tests.national_hub.conftest import Hub, build_network
 
 
@@ -101,7 +101,7 @@ def test_slow_headers_get_408_and_the_connection_closed(tmp_path: Any) -> None:
 
     port = free_port()
     hub = ChildProcess(
-        python_cmd("-m", "national_hub", "hub", "--port", str(port), "--log-level", "warning"),
+        python_cmd("-m", "ngsp", "hub", "--port", str(port), "--log-level", "warning"),
         env={
             "NGSP_HUB_DATA_DIR": str(tmp_path),
             "NGSP_HUB_READ_TIMEOUT_SECONDS": "1",

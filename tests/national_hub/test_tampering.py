@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from national_hub.db import Database, upgrade_database
+from common.db import Database
 from national_hub.ledger import DossierReport, LedgerWriter
+from national_hub.migrations import upgrade as upgrade_hub_schema
 from national_hub.verify import verify_ledger
 from tests.national_hub.test_ledger import make_row
 
@@ -22,7 +23,7 @@ from tests.national_hub.test_ledger import make_row
 async def filled(database_url: str) -> AsyncIterator[Database]:
     """A ledger of 60 rows in two chains (two writers, as after a restart), and one dossier."""
     db = Database.connect(database_url)
-    await upgrade_database(db)
+    await upgrade_hub_schema(db)
     for start in (0, 30):
         writer = LedgerWriter.for_database(db.writer, db.url, max_group=7)
         await writer.start()
@@ -129,7 +130,7 @@ def test_cli_reports_tampering(tmp_path: Path) -> None:
 
     async def fill() -> None:
         db = Database.connect(url)
-        await upgrade_database(db)
+        await upgrade_hub_schema(db)
         writer = LedgerWriter.for_database(db.writer, db.url)
         await writer.start()
         await asyncio.gather(*(writer.record(make_row(i)) for i in range(10)))
@@ -137,7 +138,7 @@ def test_cli_reports_tampering(tmp_path: Path) -> None:
         await db.dispose()
 
     asyncio.run(fill())
-    cmd = [sys.executable, "-m", "national_hub", "ledger", "verify", "--database-url", url]
+    cmd = [sys.executable, "-m", "ngsp", "ledger", "verify", "--database-url", url]
     ok = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "ledger intact" in ok.stdout

@@ -10,10 +10,10 @@ from pathlib import Path
 import jwt
 import pytest
 
-from national_hub.errors import TokenInvalid
+from common.errors import TokenInvalid
+from country.procedures import CatalogueError, load_catalogue
 from national_hub.ledger import stats_day
 from national_hub.paths import PathTemplates, mask_path
-from national_hub.procedures import CatalogueError, load_catalogue
 from national_hub.settings import HubSettings
 from national_hub.tokens import TokenService, hash_secret, parse_basic_auth, verify_secret
 

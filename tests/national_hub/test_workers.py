@@ -25,7 +25,7 @@ def test_registry_change_reaches_every_worker(tmp_path: Path, database_url: str)
         hub = ChildProcess(
             python_cmd(
                 "-m",
-                "national_hub",
+                "ngsp",
                 "hub",
                 "--port",
                 str(port),

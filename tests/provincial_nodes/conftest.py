@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from provincial_nodes.citizens import Citizen
-from provincial_nodes.roster import load_roster
+from country.citizens import Citizen
+from country.roster import load_roster
 from provincial_nodes.state import NodeState
 from provincial_nodes.world import World, build_population
 from tests.support.nodes import network_of

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from provincial_nodes.client import HubClient, TokenError
+from common.hubclient import HubClient, TokenError
 from tests.provincial_nodes.conftest import adult_woman, network_of
 from tests.support.hub import query
 

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from common.server import guarded_protocol
 from national_hub.app import create_app
-from national_hub.server import guarded_protocol
 from national_hub.settings import HubSettings
 from tests.support.servers import ThreadServer, free_port
 
