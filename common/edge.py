@@ -8,8 +8,8 @@
 * a JSON body nested deeper than ``max_json_depth``: 400 ``json_too_deep`` (a parser
   would otherwise recurse once per level).
 
-Every refusal is a problem+json body. The hub's data plane applies the same limits
-itself (it streams bodies to providers and must not buffer them twice).
+Every refusal is a problem+json body. The hub's data plane, served before this guard,
+applies the same limits with the same reader (``read_body``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from common.contract import PROBLEM_CONTENT_TYPE, ProblemError
 
-__all__ = ["EdgeGuard", "EdgeLimits", "check_json_depth", "header_bytes"]
+__all__ = ["EdgeGuard", "EdgeLimits", "check_json_depth", "header_bytes", "read_body"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -159,20 +159,12 @@ def _is_json(scope: Scope) -> bool:
 class EdgeGuard:
     """ASGI middleware applying ``EdgeLimits`` to every HTTP request."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        limits: EdgeLimits | None = None,
-        *,
-        passthrough: Callable[[Scope], bool] | None = None,
-    ) -> None:
+    def __init__(self, app: ASGIApp, limits: EdgeLimits | None = None) -> None:
         self.app = app
         self.limits = limits or EdgeLimits()
-        #: Requests the guard leaves alone (the hub's data plane does its own checks).
-        self.passthrough = passthrough
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (self.passthrough and self.passthrough(scope)):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         limits = self.limits

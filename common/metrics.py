@@ -17,15 +17,24 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-# The ``*_created`` timestamps double the series count and no dashboard reads them.
-disable_created_metrics()  # type: ignore[no-untyped-call]
-
-__all__ = ["CONTENT_TYPE_LATEST", "LATENCY_BUCKETS", "multiprocess_dir", "render"]
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "LATENCY_BUCKETS",
+    "drop_created_series",
+    "multiprocess_dir",
+    "render",
+]
 
 #: Seconds: fine below 10 ms, where the hub's own part lives, up to the 10 s timeout.
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
+
+
+def drop_created_series() -> None:
+    """Leave out the ``*_created`` series, process-wide: they double the series count and no
+    dashboard reads them. Each service's app factory calls it before making its metrics."""
+    disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 def multiprocess_dir() -> str | None:

@@ -7,6 +7,10 @@ gives every request ``header_timeout`` seconds from its first byte (or from the
 connection's opening) to its last header, then answers 408 ``request_timeout`` as
 problem+json and closes the connection.
 
+The deadline is the app's to set: its lifespan state may carry it under
+``HEADER_TIMEOUT`` (seconds; 10 by default), so each worker process takes it from the app
+it serves, with nothing kept in the environment or in the class.
+
 The door: an app may put a ``Door`` under ``DOOR`` in its lifespan state. For each request
 whose path starts with the door's prefix, the protocol asks it, as soon as the headers are
 in, whether the request is admitted; a refused one is answered there with the door's
@@ -19,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,14 +34,17 @@ from common.contract import problem_body
 __all__ = [
     "ADMITTED",
     "DOOR",
+    "HEADER_TIMEOUT",
     "Door",
     "GuardedHttpToolsProtocol",
-    "guarded_protocol",
     "settle_heap",
 ]
 
 #: The lifespan-state key under which an app offers its ``Door``.
 DOOR = "ngsp.door"
+#: The lifespan-state key under which an app sets its deadline for request headers.
+HEADER_TIMEOUT = "ngsp.header_timeout"
+_DEFAULT_HEADER_TIMEOUT = 10.0
 #: Set in a request's scope when the door admitted it. The door's ``admit`` counts the
 #: request in at once (so that a burst read in one turn of the event loop cannot all get
 #: through before any of it is counted), and the app counts it out when it is done.
@@ -94,14 +100,9 @@ _ANSWERED: Any = _Answered()
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """httptools, with a deadline for each request's headers.
+    """httptools, with a deadline for each request's headers (the app's ``HEADER_TIMEOUT``)."""
 
-    The deadline is a class attribute (``header_timeout``) so that the class can be
-    handed to uvicorn's worker processes by reference; it comes from the environment
-    variable ``NGSP_HEADER_TIMEOUT_SECONDS`` when a worker imports this module.
-    """
-
-    header_timeout: float = float(os.environ.get("NGSP_HEADER_TIMEOUT_SECONDS", "10"))
+    header_timeout: float = _DEFAULT_HEADER_TIMEOUT
     _header_timer: asyncio.TimerHandle | None = None
 
     def _arm(self) -> None:
@@ -121,6 +122,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
+        self.header_timeout = self.app_state.get(HEADER_TIMEOUT, _DEFAULT_HEADER_TIMEOUT)
         self._arm()
 
     def on_message_begin(self) -> None:
@@ -171,13 +173,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
-
-
-def guarded_protocol(header_timeout: float) -> type[GuardedHttpToolsProtocol]:
-    """The protocol class, with its deadline set here and in any worker process."""
-    os.environ["NGSP_HEADER_TIMEOUT_SECONDS"] = str(header_timeout)
-    GuardedHttpToolsProtocol.header_timeout = header_timeout
-    return GuardedHttpToolsProtocol
 
 
 def settle_heap() -> None:

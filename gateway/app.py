@@ -12,7 +12,7 @@ from sqlalchemy import text
 from common.edge import EdgeGuard, EdgeLimits
 from common.errors import NotReady, install_error_handlers, problem_responses
 from common.logs import quiet_libraries
-from common.metrics import CONTENT_TYPE_LATEST, render
+from common.metrics import CONTENT_TYPE_LATEST, drop_created_series, render
 from common.server import settle_heap
 from gateway import admin, api
 from gateway.auth import RuntimeDep
@@ -26,6 +26,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     """Build the gateway: procedures, dossiers, level-4 statistics, keys, health."""
     settings = settings or GatewaySettings()
     quiet_libraries()
+    drop_created_series()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

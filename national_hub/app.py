@@ -12,7 +12,8 @@ from starlette.types import Receive, Scope, Send
 from common.edge import EdgeGuard, EdgeLimits
 from common.errors import install_error_handlers, problem_responses
 from common.logs import quiet_libraries
-from common.server import DOOR, settle_heap
+from common.metrics import drop_created_series
+from common.server import DOOR, HEADER_TIMEOUT, settle_heap
 from national_hub import __version__, admin, health, metaservices, oauth, reports, savings
 from national_hub.bootstrap import apply_registry_file
 from national_hub.exchange import EXCHANGE_PREFIX, ExchangeHandler, door
@@ -69,6 +70,7 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
     """Build the hub: admin API, tokens, exchange, reports, metaservices, health."""
     settings = settings or HubSettings()
     quiet_libraries()
+    drop_created_series()
     handler = ExchangeHandler()
 
     @contextlib.asynccontextmanager
@@ -77,11 +79,12 @@ def create_app(settings: HubSettings | None = None) -> FastAPI:
             if runtime.settings.registry_file is not None:
                 await apply_registry_file(runtime, runtime.settings.registry_file)
             app.state.runtime = runtime
-            handler.runtime = runtime
+            handler.bind(runtime)
             settle_heap()
-            # The server's protocol (common.server) sheds floods at its door.
-            yield {DOOR: door(runtime)}
-            handler.runtime = None
+            # The server's protocol (common.server) sheds floods at its door and gives
+            # each request this long for its headers.
+            yield {DOOR: door(runtime), HEADER_TIMEOUT: settings.read_timeout_seconds}
+            handler.bind(None)
 
     app = HubApp(
         title="NGSP national hub (simulated)",

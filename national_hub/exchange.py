@@ -12,7 +12,6 @@ problem+json body, and every request, refused or not, gets a ledger row.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import math
@@ -33,12 +32,18 @@ from common.contract import (
     Outcome,
     ProblemError,
 )
-from common.edge import HeadersTooLarge, SlowSender, header_bytes
+from common.edge import (
+    BodyTooLarge,
+    EdgeLimits,
+    HeadersTooLarge,
+    SlowSender,
+    header_bytes,
+    read_body,
+)
 from common.errors import (
     HubOverloaded,
     InvalidRequest,
     NotGranted,
-    PayloadTooLarge,
     ProviderBadResponse,
     ProviderBusy,
     ProviderCircuitOpen,
@@ -53,6 +58,7 @@ from common.http1 import AnswerTooLarge, BadAnswer, CannotConnect, ServerDisconn
 from common.server import ADMITTED, Door
 from national_hub.ledger import LedgerRow, LedgerUnavailable
 from national_hub.paths import mask_path
+from national_hub.registry import ServiceInfo, Snapshot
 from national_hub.routing import authorise, consumer_of, resolve
 
 if TYPE_CHECKING:
@@ -109,7 +115,7 @@ _OUTCOMES: dict[type[ProblemError], Outcome] = {
     NotGranted: Outcome.FORBIDDEN,
     UnknownProvider: Outcome.NOT_FOUND,
     UnknownService: Outcome.NOT_FOUND,
-    PayloadTooLarge: Outcome.TOO_LARGE,
+    BodyTooLarge: Outcome.TOO_LARGE,
     HeadersTooLarge: Outcome.TOO_LARGE,
     ProviderTimeout: Outcome.TIMEOUT,
     ProviderUnavailable: Outcome.UNAVAILABLE,
@@ -222,6 +228,16 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
+def _declared_length(headers: dict[bytes, bytes]) -> int | None:
+    declared = headers.get(b"content-length")
+    if declared is None:
+        return None
+    try:
+        return int(declared)
+    except ValueError:
+        raise InvalidRequest("Content-Length is not a number") from None
+
+
 def outcome_for_status(status: int) -> Outcome:
     """Classify a provider's status code."""
     if status >= 500:
@@ -283,6 +299,13 @@ class _Exchange:
             self.trace_id = secrets.token_hex(16)
         self.span_id = secrets.token_hex(8)
 
+    def hub_seconds(self) -> float:
+        """The hub's own part of the exchange so far: everything but the provider's time."""
+        added = _now_us() - self.requested_at
+        if self.forwarded_at is not None and self.provider_responded_at is not None:
+            added -= self.provider_responded_at - self.forwarded_at
+        return added / 1e6
+
     @property
     def traceparent(self) -> str:
         return f"00-{self.trace_id}-{self.span_id}-{self.trace_flags}"
@@ -310,10 +333,31 @@ class _Exchange:
 
 
 class ExchangeHandler:
-    """ASGI handler for the exchange routes; bound to a runtime by the app's lifespan."""
+    """ASGI handler for the exchange routes; bound to a runtime by the app's lifespan.
+
+    One exchange, top to bottom: admitted (``admission``), then ``_exchange`` runs its steps
+    in the X-Road order — ``_authenticate``, ``_route`` (provider, service and path
+    template), ``authorise`` (the grant), ``_check_request`` (what may be forwarded),
+    ``read_body`` (the edge's own reader, within the hub's limits), ``_forward`` (circuit,
+    per-provider bound, the provider's answer) — and the ledger row is committed before
+    the answer leaves. A refusal at any step is a ``ProblemError``, recorded and answered
+    by ``_refuse``.
+    """
 
     def __init__(self) -> None:
         self.runtime: Runtime | None = None
+        self._limits = EdgeLimits()
+
+    def bind(self, runtime: Runtime | None) -> None:
+        """Serve with ``runtime`` (None: stop serving; requests take FastAPI's path)."""
+        self.runtime = runtime
+        if runtime is not None:
+            settings = runtime.settings
+            self._limits = EdgeLimits(
+                max_header_bytes=settings.max_header_bytes,
+                max_body_bytes=settings.max_request_bytes,
+                read_timeout=settings.read_timeout_seconds,
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         runtime = self.runtime
@@ -336,6 +380,7 @@ class ExchangeHandler:
             runtime.metrics.shed.labels("hub_overloaded").inc()
             await send_shed(send)
             return
+        added: float | None = None
         try:
             try:
                 status, out_headers, body, outcome = await self._exchange(
@@ -343,21 +388,18 @@ class ExchangeHandler:
                 )
             except ProblemError as err:
                 outcome = _OUTCOMES.get(type(err), Outcome.BAD_REQUEST)
-                await self._refuse(runtime, ex, err, scope, send, outcome)
+                await self._refuse(runtime, ex, err, send, outcome)
                 return
             try:
                 await runtime.ledger.record(ex.row(status, outcome, len(body)))
             except LedgerUnavailable:
                 # Not committed, so not acknowledged: the consumer must retry.
                 unrecorded = LedgerUnavailableError("the exchange could not be recorded; retry it")
-                await self._send_problem(ex, unrecorded, scope, send)
+                await self._send_problem(ex, unrecorded, send)
                 return
-            added = _now_us() - ex.requested_at
-            if ex.forwarded_at is not None and ex.provider_responded_at is not None:
-                added -= ex.provider_responded_at - ex.forwarded_at
-            shedder.observe(added / 1e6)
+            added = ex.hub_seconds()
         finally:
-            shedder.in_flight -= 1
+            shedder.leave(added)
         _observe(runtime, ex, outcome, len(body), status)
         if not any(name == b"traceparent" for name, _ in out_headers):
             out_headers.append((b"traceparent", ex.traceparent.encode()))
@@ -374,11 +416,42 @@ class ExchangeHandler:
         headers: dict[bytes, bytes],
         receive: Receive,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes, Outcome]:
-        if header_bytes(scope) > runtime.settings.max_header_bytes:
+        limits = self._limits
+        if header_bytes(scope) > limits.max_header_bytes:
             raise HeadersTooLarge(
-                f"request headers are over {runtime.settings.max_header_bytes} bytes in all"
+                f"request headers are over {limits.max_header_bytes} bytes in all"
             )
-        # 1. Authenticate.
+        snapshot, consumer = await self._authenticate(runtime, ex, headers)
+        service, raw_rest, rest = self._route(ex, snapshot, scope)
+        authorise(snapshot, consumer, service)
+        ex.granted = True
+        self._check_request(ex, headers, rest)
+        body = await read_body(receive, limits, _declared_length(headers))
+        ex.request_bytes = len(body)
+        if body:
+            ex.request_sha256 = hashlib.sha256(body).hexdigest()
+        query: bytes = scope.get("query_string", b"")
+        url = service.upstream + raw_rest.decode("latin-1")
+        if query:
+            url += "?" + query.decode("latin-1")
+        forward = {
+            name.decode("latin-1"): headers[name].decode("latin-1")
+            for name in _FORWARD_REQUEST
+            if name in headers
+        }
+        forward[HEADER_TRANSACTION_ID] = ex.txid
+        forward[HEADER_CONSUMER] = consumer
+        forward[HEADER_TRACEPARENT] = ex.traceparent
+        status, resp_headers, payload = await self._forward(
+            runtime, ex, service.provider, url, forward, body
+        )
+        return status, resp_headers, payload, outcome_for_status(status)
+
+    @staticmethod
+    async def _authenticate(
+        runtime: Runtime, ex: _Exchange, headers: dict[bytes, bytes]
+    ) -> tuple[Snapshot, str]:
+        """The consumer, from its Bearer token, in the registry as it stands now."""
         auth = headers.get(b"authorization")
         if not auth:
             raise TokenMissing("send 'Authorization: Bearer <token>' from POST /token")
@@ -387,10 +460,12 @@ class ExchangeHandler:
             raise TokenInvalid("expected a Bearer token")
         claims = runtime.tokens.verify(token.strip().decode("latin-1"))
         snapshot = await runtime.registry.current()
-        consumer = consumer_of(snapshot, claims)
-        ex.consumer = consumer.code
+        ex.consumer = consumer_of(snapshot, claims).code
+        return snapshot, ex.consumer
 
-        # 2. Resolve the provider and service.
+    @staticmethod
+    def _route(ex: _Exchange, snapshot: Snapshot, scope: Scope) -> tuple[ServiceInfo, bytes, str]:
+        """The provider's service the path names, and the rest of the path (raw and decoded)."""
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         parts = raw_path.split(b"/", 4)  # ['', 'exchange', provider, service, rest]
         provider_code = unquote(parts[2].decode("latin-1")) if len(parts) > 2 else ""
@@ -404,15 +479,13 @@ class ExchangeHandler:
         ex.service = service.code
         rest = unquote(raw_rest.decode("latin-1"))
         ex.path_template = service.templates.template_for(rest)
+        return service, raw_rest, rest
 
-        # 3. Authorise.
-        authorise(snapshot, consumer.code, service)
-        ex.granted = True
-
-        # 4. Validate what is forwarded.
-        method = ex.method
-        if method not in _ALLOWED_METHODS:
-            raise MethodNotAllowed(f"method {method} is not forwarded")
+    @staticmethod
+    def _check_request(ex: _Exchange, headers: dict[bytes, bytes], rest: str) -> None:
+        """What is forwarded: the method, the path's segments, the procedure and dossier."""
+        if ex.method not in _ALLOWED_METHODS:
+            raise MethodNotAllowed(f"method {ex.method} is not forwarded")
         if any(seg in (".", "..") for seg in rest.split("/")):
             raise InvalidRequest("dot segments are not allowed in exchange paths")
         procedure = headers.get(b"x-procedure")
@@ -427,25 +500,17 @@ class ExchangeHandler:
             if not _DOSSIER.match(value):
                 raise InvalidRequest("X-Dossier must be a dossier id (up to 128 characters)")
             ex.dossier = value
-        body = await self._read_body(runtime, headers, receive)
-        ex.request_bytes = len(body)
-        if body:
-            ex.request_sha256 = hashlib.sha256(body).hexdigest()
 
-        # 5. Forward.
-        query: bytes = scope.get("query_string", b"")
-        url = service.upstream + raw_rest.decode("latin-1")
-        if query:
-            url += "?" + query.decode("latin-1")
-        forward = {
-            name.decode("latin-1"): headers[name].decode("latin-1")
-            for name in _FORWARD_REQUEST
-            if name in headers
-        }
-        forward[HEADER_TRANSACTION_ID] = ex.txid
-        forward[HEADER_CONSUMER] = consumer.code
-        forward[HEADER_TRACEPARENT] = ex.traceparent
-        provider = service.provider
+    async def _forward(
+        self,
+        runtime: Runtime,
+        ex: _Exchange,
+        provider: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The provider's answer, unless its circuit is open or too many already wait on it."""
         wait = runtime.circuits.retry_after(provider)
         if wait is not None:
             runtime.metrics.shed.labels("provider_circuit_open").inc()
@@ -464,49 +529,15 @@ class ExchangeHandler:
         succeeded = False
         try:
             ex.forwarded_at = _now_us()
-            status, resp_headers, payload = await self._forward(runtime, method, url, forward, body)
+            answer = await self._fetch(runtime, ex.method, url, headers, body)
             ex.provider_responded_at = _now_us()
-            succeeded = status < 500
+            succeeded = answer[0] < 500
         finally:
             runtime.in_flight.release(provider)
             runtime.circuits.record(provider, success=succeeded)
-        return status, resp_headers, payload, outcome_for_status(status)
+        return answer
 
-    async def _read_body(
-        self, runtime: Runtime, headers: dict[bytes, bytes], receive: Receive
-    ) -> bytes:
-        limit = runtime.settings.max_request_bytes
-        declared = headers.get(b"content-length")
-        if declared is not None:
-            try:
-                length = int(declared)
-            except ValueError:
-                raise InvalidRequest("Content-Length is not a number") from None
-            if length > limit:
-                raise PayloadTooLarge(f"request body of {length} bytes is over {limit} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        pause = runtime.settings.read_timeout_seconds
-        while True:
-            try:
-                # asyncio.timeout, not wait_for: no task is created per chunk.
-                async with asyncio.timeout(pause):
-                    message = await receive()
-            except TimeoutError:
-                raise SlowSender(f"no part of the body arrived for {pause:g} s") from None
-            if message["type"] == "http.disconnect":
-                raise InvalidRequest("client disconnected while sending the body")
-            chunk: bytes = message.get("body", b"")
-            if chunk:
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"request body is over {limit} bytes")
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-    async def _forward(
+    async def _fetch(
         self,
         runtime: Runtime,
         method: str,
@@ -547,7 +578,6 @@ class ExchangeHandler:
         runtime: Runtime,
         ex: _Exchange,
         err: ProblemError,
-        scope: Scope,
         send: Send,
         outcome: Outcome,
     ) -> None:
@@ -560,10 +590,10 @@ class ExchangeHandler:
         _observe(runtime, ex, outcome, len(body), err.status, err.code)
         if err.code in _AUTH_REFUSALS:
             runtime.metrics.auth_failures.labels(err.code).inc()
-        await self._send_problem(ex, err, scope, send, body)
+        await self._send_problem(ex, err, send, body)
 
     async def _send_problem(
-        self, ex: _Exchange, err: ProblemError, scope: Scope, send: Send, body: bytes | None = None
+        self, ex: _Exchange, err: ProblemError, send: Send, body: bytes | None = None
     ) -> None:
         if body is None:
             body = err.body()

@@ -12,7 +12,6 @@ to files in ``PROMETHEUS_MULTIPROC_DIR`` (the hub sets it to ``<data_dir>/metric
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,12 +35,11 @@ class _Children:
 class HubMetrics:
     """Every metric the hub exports, registered on the hub's own registry."""
 
-    def __init__(self, *, known_procedures: Iterable[str] = ()) -> None:
+    def __init__(self) -> None:
         self._children: dict[tuple[str, str, str, str], _Children] = {}
         self._refused: dict[tuple[str, str], Any] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self._procedures = frozenset(known_procedures)
         self.exchanges = Counter(
             "ngsp_exchanges", "Exchanges by consumer, provider, service and outcome.",
             ["consumer", "provider", "service", "outcome"], registry=r,
@@ -136,11 +134,6 @@ class HubMetrics:
             "ngsp_stats_total", "All-time totals from the ledger's rollups.",
             ["measure"], registry=r, multiprocess_mode="mostrecent",
         )  # fmt: skip
-
-    def procedure_label(self, code: str | None) -> str:
-        if code is None:
-            return "none"
-        return code if code in self._procedures else "other"
 
     def exchange(
         self,

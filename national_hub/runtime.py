@@ -13,6 +13,7 @@ from common.credentials import CredentialsFile
 from common.db import Database
 from common.http1 import Http1Client
 from country.procedures import Catalogue, load_catalogue
+from national_hub.admission import LagMonitor, LoadShedder
 from national_hub.ledger import LedgerWriter
 from national_hub.metrics import HubMetrics
 from national_hub.migrations import upgrade as upgrade_hub_schema
@@ -21,8 +22,6 @@ from national_hub.registry import RegistryCache, SharedGeneration
 from national_hub.resilience import (
     CircuitBreakers,
     InFlight,
-    LagMonitor,
-    LoadShedder,
     LoginThrottle,
 )
 from national_hub.settings import HubSettings
@@ -56,7 +55,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
     """Connect, migrate, load the registry and start the ledger writer; undo on exit."""
     settings = settings.resolved()
     catalogue = load_catalogue(settings.procedures_file)
-    metrics = HubMetrics(known_procedures=catalogue.codes)
+    metrics = HubMetrics()
     db = Database.connect(settings.sqlalchemy_url, sqlite_synchronous=settings.sqlite_synchronous)
     try:
         if settings.auto_migrate:

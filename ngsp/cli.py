@@ -13,7 +13,7 @@ import typer
 from pydantic import ValidationError
 
 from common.logs import uvicorn_log_config
-from common.server import guarded_protocol
+from common.server import GuardedHttpToolsProtocol
 from national_hub.settings import HubSettings
 
 __all__ = ["app", "main"]
@@ -104,7 +104,7 @@ def run_hub(settings: HubSettings, *, workers: int = 1, log_level: str = "warnin
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": guarded_protocol(settings.read_timeout_seconds),
+        "http": GuardedHttpToolsProtocol,
         "access_log": False,
         "log_level": log_level,
         "backlog": 4096,
@@ -284,7 +284,7 @@ def nodes(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http=guarded_protocol(10.0),
+        http=GuardedHttpToolsProtocol,
         access_log=False,
         log_level=log_level,
         log_config=uvicorn_log_config("nodes", log_level),
@@ -328,7 +328,7 @@ def gateway(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http=guarded_protocol(10.0),
+        http=GuardedHttpToolsProtocol,
         access_log=False,
         log_level=log_level,
         log_config=uvicorn_log_config("gateway", log_level),

@@ -30,7 +30,7 @@ from common.errors import (
     problem_responses,
 )
 from common.logs import quiet_libraries
-from common.metrics import CONTENT_TYPE_LATEST, render
+from common.metrics import CONTENT_TYPE_LATEST, drop_created_series, render
 from common.server import settle_heap
 from country.citizens import Citizen
 from country.roster import Roster, load_roster
@@ -276,6 +276,7 @@ def create_app(settings: NodesSettings | None = None) -> FastAPI:
     """The control API of the nodes process."""
     settings = settings or NodesSettings()
     quiet_libraries()
+    drop_created_series()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -9,9 +9,16 @@ from typing import Any
 
 import httpx
 
-from national_hub.resilience import CircuitBreakers, CircuitState, LagMonitor, LoadShedder
+from national_hub.admission import LagMonitor, LoadShedder
+from national_hub.resilience import CircuitBreakers, CircuitState
 from tests.national_hub.conftest import Hub, build_network
 from tests.support.servers import free_port
+
+
+def _answered(shedder: LoadShedder, added_seconds: float) -> None:
+    """An exchange in flight is answered: counted out with the hub's own part of it."""
+    shedder.in_flight += 1
+    shedder.leave(added_seconds)
 
 
 def test_circuit_opens_probes_and_closes() -> None:
@@ -322,14 +329,14 @@ def test_shedder_watches_the_hubs_own_part() -> None:
     )
     shedder.in_flight = 5
     for _ in range(10):
-        shedder.observe(0.2)
+        _answered(shedder, 0.2)
     assert shedder.admit()  # no crowd: admitted, which refreshes the figure
     for _ in range(10):
-        shedder.observe(0.002)
+        _answered(shedder, 0.002)
     shedder.in_flight = 20
     assert shedder.admit()  # a crowd, but the hub's own part is quick
     for _ in range(10):
-        shedder.observe(0.2)
+        _answered(shedder, 0.2)
     assert not shedder.admit()  # the hub's own part is slow, with a crowd
     assert shedder.flooding
 
@@ -353,11 +360,11 @@ def test_a_flood_is_held_to_a_tighter_hub_part_than_starts_shedding() -> None:
     # (Each adjustment weighs the window before it: the first saw no refusals yet.)
     window()
     assert shedder.limit == 12
-    shedder.observe(0.015)  # over the flood's threshold, under the starting one
+    _answered(shedder, 0.015)  # over the flood's threshold, under the starting one
     window()
     window()
     assert shedder.limit == 7  # cut twice by a fifth: 12 -> 9 -> 7
-    shedder.observe(0.005)  # under both
+    _answered(shedder, 0.005)  # under both
     window()
     window()
     assert shedder.limit == 9  # grown by a sixteenth (at least one) each time

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from common.server import guarded_protocol
+from common.server import GuardedHttpToolsProtocol
 from national_hub.app import create_app
 from national_hub.settings import HubSettings
 from tests.support.servers import ThreadServer, free_port
@@ -70,8 +70,9 @@ def hub_starter(data_dir: Path, database_url: str) -> tuple[HubFactory, Callable
     def start(**overrides: Any) -> Hub:
         overrides.setdefault("port", free_port())
         settings = hub_settings(data_dir, database_url, **overrides)
-        # Served as ``ngsp hub`` serves it: with the header deadline and the door.
-        http = guarded_protocol(settings.read_timeout_seconds)
+        # Served as ``ngsp hub`` serves it: with the header deadline and the door (the app
+        # sets both in its lifespan state).
+        http = GuardedHttpToolsProtocol
         server = ThreadServer(create_app(settings), port=settings.port, http=http)
         server.start()
         started.append(server)
