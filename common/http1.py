@@ -221,9 +221,13 @@ class _Connection(asyncio.Protocol):
 class _Pool:
     """The connections to one scheme, host and port."""
 
-    def __init__(self, client: Http1Client, host: str, port: int, tls: bool) -> None:
+    def __init__(
+        self, client: Http1Client, host: str, port: int, tls: bool, server_name: str | None
+    ) -> None:
         self._client = client
         self.host, self.port, self.tls = host, port, tls
+        #: The name the server's certificate must carry (default: ``host``).
+        self.server_name = server_name or host
         self.idle: deque[_Connection] = deque()
         self.open: set[_Connection] = set()
 
@@ -235,7 +239,11 @@ class _Pool:
         context = client.ssl_context if self.tls else None
         try:
             _, conn = await asyncio.get_running_loop().create_connection(
-                lambda: _Connection(self), self.host, self.port, ssl=context
+                lambda: _Connection(self),
+                self.host,
+                self.port,
+                ssl=context,
+                server_hostname=self.server_name if context is not None else None,
             )
         except BaseException as exc:
             client.count -= 1
@@ -282,7 +290,12 @@ class Http1Client:
     """Requests over pooled HTTP/1.1 keep-alive connections, at most ``limit`` of them."""
 
     def __init__(
-        self, *, limit: int = 256, timeout: float = 30.0, idle_seconds: float = 4.0
+        self,
+        *,
+        limit: int = 256,
+        timeout: float = 30.0,
+        idle_seconds: float = 4.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.limit = limit
         self.timeout = timeout
@@ -293,9 +306,10 @@ class Http1Client:
         self.count = 0
         #: Requests waiting for a connection (to any host), oldest first.
         self.waiters: deque[asyncio.Future[_Connection | None]] = deque()
-        self._pools: dict[tuple[str, str, int], _Pool] = {}
+        self._pools: dict[tuple[str, str, int, str | None], _Pool] = {}
         self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[_Pool, bytes]] = {}
-        self._ssl: ssl.SSLContext | None = None
+        #: For ``https``: the system's trust by default, or the caller's (mutual TLS).
+        self._ssl = ssl_context
 
     @property
     def ssl_context(self) -> ssl.SSLContext:
@@ -311,7 +325,9 @@ class Http1Client:
                 waiter.set_result(None)
                 return
 
-    def _head(self, method: str, url: str, headers: Mapping[str, str]) -> tuple[_Pool, bytes]:
+    def _head(
+        self, method: str, url: str, headers: Mapping[str, str], server_name: str | None = None
+    ) -> tuple[_Pool, bytes]:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"only http and https URLs can be requested, not {url!r}")
@@ -321,10 +337,10 @@ class Http1Client:
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}"]
         lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() != "host"]
-        key = (parts.scheme, host, port)
+        key = (parts.scheme, host, port, server_name)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = _Pool(self, host, port, tls)
+            pool = self._pools[key] = _Pool(self, host, port, tls, server_name)
         return pool, ("\r\n".join(lines) + "\r\n").encode("latin-1")
 
     def _remembered_head(
@@ -441,10 +457,12 @@ class Http1Client:
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
         max_body: int | None = None,
+        server_name: str | None = None,
     ) -> Answer:
         """Send a request; its answer with headers and body. As ``request``, and
-        ``AnswerTooLarge`` when the body passes ``max_body`` bytes."""
-        pool, head = self._head(method, url, headers or {})
+        ``AnswerTooLarge`` when the body passes ``max_body`` bytes. Over ``https``, the
+        server's certificate must name ``server_name`` (default: the URL's host)."""
+        pool, head = self._head(method, url, headers or {}, server_name)
         return await self._send(
             method, pool, self._with_body(method, head, body), keep=True, max_body=max_body
         )

@@ -27,7 +27,7 @@ import httpx
 import orjson
 from sqlalchemy import select, update
 
-from common.credentials import read_credentials
+from common.credentials import CredentialsFile, read_credentials
 from common.db import Database
 from common.hubclient import HubClient, TokenError
 from country.procedures import Catalogue
@@ -98,16 +98,90 @@ def _step_update(dossier_id: str, result: _StepResult, now: dt.datetime) -> Any:
     )
 
 
-class ProvinceClients:
-    """One hub client per province, with the credentials ``ngsp up`` wrote."""
+@dataclass(frozen=True, slots=True)
+class Portal:
+    """The gateway's own identity at the hub (see ``GatewaySettings.portal_code``)."""
 
-    def __init__(self, hub_url: str, credentials: Path, *, timeout: float) -> None:
+    code: str
+    url: str
+    client_id: str | None = None
+    client_secret: str | None = None
+    #: Register the portal with the hub's admin token if it has no credential (development).
+    register: bool = False
+
+
+class ProvinceClients:
+    """One hub client per province, with the credentials ``ngsp up`` wrote, and the
+    portal's own client, which alone reports completed dossiers."""
+
+    def __init__(
+        self, hub_url: str, credentials: Path, *, timeout: float, portal: Portal | None = None
+    ) -> None:
         self.hub_url = hub_url
         self.credentials = credentials
         self.http = httpx.AsyncClient(
             timeout=timeout, limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
         )
         self._clients: dict[str, HubClient] = {}
+        self._portal = portal
+        self._portal_client: HubClient | None = None
+        self._portal_lock = asyncio.Lock()
+
+    async def portal(self) -> HubClient | None:
+        """The portal's client; registered with the hub first if need be (development)."""
+        if self._portal_client is not None or self._portal is None:
+            return self._portal_client
+        async with self._portal_lock:
+            if self._portal_client is None:
+                found = await self._portal_credential(self._portal)
+                if found is not None:
+                    self._portal_client = HubClient(self.hub_url, *found, http=self.http)
+        return self._portal_client
+
+    async def _portal_credential(self, portal: Portal) -> tuple[str, str] | None:
+        if portal.client_id and portal.client_secret:
+            return portal.client_id, portal.client_secret
+        doc = read_credentials(self.credentials)
+        known = doc.get("gateway", {}).get("portal")
+        if isinstance(known, dict) and known.get("client_id") and known.get("client_secret"):
+            return str(known["client_id"]), str(known["client_secret"])
+        admin = doc.get("hub", {}).get("admin_token")
+        if not portal.register or not admin:
+            return None
+        headers = {"Authorization": f"Bearer {admin}"}
+        node = {
+            "code": portal.code,
+            "name": "Cổng Dịch vụ công quốc gia",
+            "kind": "portal",
+            "base_url": portal.url,
+            "connected": True,
+        }
+        try:
+            made = await self.http.post(f"{self.hub_url}/admin/nodes", json=node, headers=headers)
+            if made.status_code not in (201, 409):
+                log.warning("the hub refused the portal node: %s", made.status_code)
+                return None
+            cred = await self.http.post(
+                f"{self.hub_url}/admin/nodes/{portal.code}/credentials", json={}, headers=headers
+            )
+        except httpx.TransportError as exc:
+            log.warning("portal not registered with the hub yet: %s", exc)
+            return None
+        if cred.status_code != 201:
+            log.warning("the hub refused the portal's credential: %s", cred.status_code)
+            return None
+        created = cred.json()
+        CredentialsFile(self.credentials).set_section(
+            "gateway",
+            {
+                **doc.get("gateway", {}),
+                "portal": {
+                    "client_id": created["client_id"],
+                    "client_secret": created["client_secret"],
+                },
+            },
+        )
+        return str(created["client_id"]), str(created["client_secret"])
 
     def has(self, province: str) -> bool:
         return self.get(province) is not None
@@ -456,8 +530,9 @@ class DossierRunner:
             dossier = await session.get(Dossier, dossier_id)
         if dossier is None or dossier.hub_reported or dossier.status not in ("completed", "failed"):
             return dossier is not None and dossier.hub_reported
-        client = self.clients.get(dossier.province)
+        client = await self.clients.portal()
         if client is None:
+            log.warning("dossier %s not reported: the gateway has no portal credential", dossier.id)
             return False
         try:
             resp = await client.report_dossier(dossier.id, dossier.procedure, dossier.status)

@@ -20,7 +20,7 @@ from gateway.level4 import Level4Model, load_level4
 from gateway.metrics import GatewayMetrics
 from gateway.models import ApiKey
 from gateway.ratelimits import KeyLimiter
-from gateway.runner import DossierRunner, ProvinceClients
+from gateway.runner import DossierRunner, Portal, ProvinceClients
 from gateway.settings import GatewaySettings
 
 __all__ = ["GatewayRuntime", "open_runtime"]
@@ -103,8 +103,18 @@ async def open_runtime(settings: GatewaySettings) -> AsyncIterator[GatewayRuntim
     """Connect, migrate, resume unfinished dossiers; undo on exit."""
     credentials = CredentialsFile(settings.credentials_path)
     db = Database.connect(settings.sqlalchemy_url)
+    secret = settings.portal_client_secret
     clients = ProvinceClients(
-        settings.hub_url, settings.credentials_path, timeout=settings.step_timeout_seconds
+        settings.hub_url,
+        settings.credentials_path,
+        timeout=settings.step_timeout_seconds,
+        portal=Portal(
+            code=settings.portal_code,
+            url=f"http://{settings.host}:{settings.port}",
+            client_id=settings.portal_client_id,
+            client_secret=secret.get_secret_value() if secret else None,
+            register=settings.environment == "development",
+        ),
     )
     limiter = KeyLimiter(settings.redis_url, prefix=settings.redis_prefix)
     try:

@@ -31,6 +31,13 @@ class GatewaySettings(BaseSettings):
     redis_url: str | None = None
     #: Prefix of the counters in Redis: one per deployment sharing a Redis server.
     redis_prefix: str = Field(default="ngsp-gw", pattern=r"^[A-Za-z0-9:_-]{1,64}$")
+    #: The gateway's own identity at the hub: the public service portal, the one node kind
+    #: allowed to report completed dossiers (the savings). In development the gateway
+    #: registers it with the hub's admin token from ``credentials.json``; in production the
+    #: operator registers the node and sets its client id and secret here.
+    portal_code: str = Field(default="DVCQG", pattern=r"^[A-Z0-9_-]{1,64}$")
+    portal_client_id: str | None = None
+    portal_client_secret: SecretStr | None = None
     #: Guards the admin API (API keys); generated into ``credentials.json`` in development.
     admin_token: SecretStr | None = None
     default_rate_limit_per_minute: int = Field(default=600, ge=1)

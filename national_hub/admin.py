@@ -251,6 +251,21 @@ async def rotate_credential(
     return created
 
 
+@router.post("/credentials/{client_id}/disable", status_code=status.HTTP_204_NO_CONTENT)
+async def disable_credential(client_id: str, session: SessionDep, runtime: RuntimeDep) -> Response:
+    """Refuse the credential's outstanding tokens and any new login, until enabled again."""
+    await ops.set_credential_enabled(session, client_id=client_id, enabled=False)
+    await _commit(session, runtime)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/credentials/{client_id}/enable", status_code=status.HTTP_204_NO_CONTENT)
+async def enable_credential(client_id: str, session: SessionDep, runtime: RuntimeDep) -> Response:
+    await ops.set_credential_enabled(session, client_id=client_id, enabled=True)
+    await _commit(session, runtime)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.delete("/credentials/{client_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_credential(client_id: str, session: SessionDep, runtime: RuntimeDep) -> Response:
     await ops.delete_credential(session, client_id=client_id)

@@ -20,7 +20,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from uuid_utils import uuid7
 
@@ -55,6 +55,7 @@ from common.errors import (
     UnknownService,
 )
 from common.http1 import AnswerTooLarge, BadAnswer, CannotConnect, ServerDisconnected
+from common.pki import node_name
 from common.server import ADMITTED, Door
 from national_hub.ledger import LedgerRow, LedgerUnavailable
 from national_hub.paths import mask_path
@@ -238,6 +239,22 @@ def _declared_length(headers: dict[bytes, bytes]) -> int | None:
         raise InvalidRequest("Content-Length is not a number") from None
 
 
+def hub_location(location: str, service: ServiceInfo) -> str | None:
+    """A provider's ``Location`` as the consumer may see it: a place in the provider's
+    service becomes the same place under the hub's ``/exchange/...``; any other absolute
+    place (the provider's own address, another host) is dropped, so an internal URL never
+    reaches a consumer. A reference relative to the request is kept as it is."""
+    upstream = service.upstream
+    base_path = urlsplit(upstream).path
+    hub_base = f"{EXCHANGE_PREFIX}{service.provider}/{service.code}"
+    for prefix in (upstream, base_path):
+        if prefix and (location == prefix or location.startswith(prefix + "/")):
+            return hub_base + location[len(prefix) :]
+    if "://" in location or location.startswith(("/", "\\")):
+        return None
+    return location
+
+
 def outcome_for_status(status: int) -> Outcome:
     """Classify a provider's status code."""
     if status >= 500:
@@ -347,6 +364,8 @@ class ExchangeHandler:
     def __init__(self) -> None:
         self.runtime: Runtime | None = None
         self._limits = EdgeLimits()
+        #: The name each provider's certificate must carry (``common.pki.node_name``).
+        self._tls_names: dict[str, str] = {}
 
     def bind(self, runtime: Runtime | None) -> None:
         """Serve with ``runtime`` (None: stop serving; requests take FastAPI's path)."""
@@ -443,7 +462,7 @@ class ExchangeHandler:
         forward[HEADER_CONSUMER] = consumer
         forward[HEADER_TRACEPARENT] = ex.traceparent
         status, resp_headers, payload = await self._forward(
-            runtime, ex, service.provider, url, forward, body
+            runtime, ex, service, url, forward, body
         )
         return status, resp_headers, payload, outcome_for_status(status)
 
@@ -505,12 +524,13 @@ class ExchangeHandler:
         self,
         runtime: Runtime,
         ex: _Exchange,
-        provider: str,
+        service: ServiceInfo,
         url: str,
         headers: dict[str, str],
         body: bytes,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """The provider's answer, unless its circuit is open or too many already wait on it."""
+        provider = service.provider
         wait = runtime.circuits.retry_after(provider)
         if wait is not None:
             runtime.metrics.shed.labels("provider_circuit_open").inc()
@@ -529,7 +549,7 @@ class ExchangeHandler:
         succeeded = False
         try:
             ex.forwarded_at = _now_us()
-            answer = await self._fetch(runtime, ex.method, url, headers, body)
+            answer = await self._fetch(runtime, ex.method, url, headers, body, service)
             ex.provider_responded_at = _now_us()
             succeeded = answer[0] < 500
         finally:
@@ -544,13 +564,24 @@ class ExchangeHandler:
         url: str,
         headers: dict[str, str],
         body: bytes,
+        service: ServiceInfo,
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         limit = runtime.settings.max_response_bytes
+        provider = service.provider
+        tls_name = self._tls_names.get(provider)
+        if tls_name is None:
+            tls_name = self._tls_names[provider] = node_name(provider)
         try:
             # One more try on a fresh connection, for an idempotent method whose kept-alive
-            # connection the provider had closed, is the client's (``http1``).
+            # connection the provider had closed, is the client's (``http1``). Over TLS the
+            # provider's certificate must name the node the registry says this is.
             answer = await runtime.upstream.fetch(
-                method, url, headers=headers, body=body or None, max_body=limit
+                method,
+                url,
+                headers=headers,
+                body=body or None,
+                max_body=limit,
+                server_name=tls_name,
             )
         except TimeoutError:
             raise ProviderTimeout(
@@ -570,6 +601,11 @@ class ExchangeHandler:
             lowered = name.lower()
             if lowered in _FORWARD_RESPONSE and lowered not in seen:
                 seen.add(lowered)
+                if lowered == b"location":
+                    located = hub_location(value.decode("latin-1"), service)
+                    if located is None:
+                        continue
+                    value = located.encode("latin-1")
                 out.append((lowered, value))
         return answer.status, out, answer.body
 

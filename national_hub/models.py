@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -42,7 +43,7 @@ class Node(Base):
     kind: Mapped[str] = mapped_column(String(32))
     base_url: Mapped[str] = mapped_column(String(512))
     connected: Mapped[bool] = mapped_column(Boolean, default=True)
-    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=true())
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
@@ -66,7 +67,7 @@ class Service(Base):
     base_path: Mapped[str] = mapped_column(String(255), default="")
     #: The service's OpenAPI document (JSON text), if the provider published one.
     openapi: Mapped[str | None] = mapped_column(Text, nullable=True)
-    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=true())
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
@@ -96,6 +97,9 @@ class Credential(Base):
     client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     node: Mapped[str] = mapped_column(ForeignKey("nodes.code", ondelete="CASCADE"), index=True)
     secret_hash: Mapped[str] = mapped_column(String(128))
+    #: Random; a new one on every creation, rotation and disabling (see ``tokens``).
+    generation: Mapped[str] = mapped_column(String(32))
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=true())
     created_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )

@@ -73,6 +73,9 @@ class CredentialInfo:
     client_id: str
     node: str
     secret_hash: str
+    #: Tokens carry it; a token of another generation is refused.
+    generation: str
+    enabled: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +155,13 @@ async def load_snapshot(session: AsyncSession) -> Snapshot:
         (g.consumer, g.service_id) for g in (await session.scalars(select(Grant))).all()
     )
     credentials = {
-        c.client_id: CredentialInfo(client_id=c.client_id, node=c.node, secret_hash=c.secret_hash)
+        c.client_id: CredentialInfo(
+            client_id=c.client_id,
+            node=c.node,
+            secret_hash=c.secret_hash,
+            generation=c.generation,
+            enabled=c.enabled,
+        )
         for c in (await session.scalars(select(Credential))).all()
     }
     return Snapshot(nodes=nodes, services=services, grants=grants, credentials=credentials)

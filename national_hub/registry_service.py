@@ -25,7 +25,7 @@ from national_hub.schemas import (
     ServiceFields,
     ServiceUpdate,
 )
-from national_hub.tokens import hash_secret, new_client_id, new_secret
+from national_hub.tokens import hash_secret, new_client_id, new_generation, new_secret
 
 __all__ = [
     "apply_document",
@@ -41,6 +41,7 @@ __all__ = [
     "get_node",
     "get_service",
     "rotate_credential",
+    "set_credential_enabled",
     "update_node",
     "update_service",
 ]
@@ -170,10 +171,20 @@ async def create_credential(
 ) -> CredentialCreated:
     await get_node(session, code=node)
     client_id = (data.client_id if data else None) or new_client_id(node)
-    secret = (data.client_secret if data else None) or new_secret()
+    chosen = data.client_secret if data else None
+    secret = chosen or new_secret()
     if await session.get(Credential, client_id) is not None:
         raise Conflict(f"client id {client_id!r} exists")
-    session.add(Credential(client_id=client_id, node=node, secret_hash=hash_secret(secret)))
+    session.add(
+        Credential(
+            client_id=client_id,
+            node=node,
+            # A secret an operator chose may be guessable: a slow, salted hash for it.
+            secret_hash=hash_secret(secret, chosen=chosen is not None),
+            generation=new_generation(),
+            enabled=True,
+        )
+    )
     await session.flush()
     return CredentialCreated(client_id=client_id, client_secret=secret, node=node)
 
@@ -185,9 +196,21 @@ async def rotate_credential(session: AsyncSession, *, client_id: str) -> Credent
         raise NotFound(f"no client {client_id!r}")
     secret = new_secret()
     credential.secret_hash = hash_secret(secret)
+    credential.generation = new_generation()  # its outstanding tokens end here
     credential.rotated_at = dt.datetime.now(dt.UTC)
     await session.flush()
     return CredentialCreated(client_id=client_id, client_secret=secret, node=credential.node)
+
+
+async def set_credential_enabled(session: AsyncSession, *, client_id: str, enabled: bool) -> None:
+    """Disable a credential (its tokens end, it gets no new one) or enable it again."""
+    credential = await session.get(Credential, client_id)
+    if credential is None:
+        raise NotFound(f"no client {client_id!r}")
+    if credential.enabled != enabled:
+        credential.enabled = enabled
+        credential.generation = new_generation()
+    await session.flush()
 
 
 async def delete_credential(session: AsyncSession, *, client_id: str) -> None:

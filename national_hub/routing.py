@@ -17,8 +17,13 @@ __all__ = ["authorise", "consumer_of", "resolve"]
 def consumer_of(snapshot: Snapshot, claims: Claims) -> NodeInfo:
     """The node a verified token speaks for, if its credential and the node are still good."""
     credential = snapshot.credentials.get(claims.client_id)
-    if credential is None or credential.node != claims.node:
-        raise TokenInvalid("the credential behind this token was revoked")
+    if (
+        credential is None
+        or credential.node != claims.node
+        or credential.generation != claims.generation
+        or not credential.enabled
+    ):
+        raise TokenInvalid("the credential behind this token was rotated, disabled or deleted")
     node = snapshot.nodes.get(claims.node)
     if node is None or not node.active:
         raise TokenInvalid(f"node {claims.node} is disabled or not connected")

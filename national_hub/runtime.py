@@ -101,7 +101,9 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
             ledger=ledger,
             http=http,
             upstream=Http1Client(
-                limit=settings.upstream_connections, timeout=settings.provider_timeout_seconds
+                limit=settings.upstream_connections,
+                timeout=settings.provider_timeout_seconds,
+                ssl_context=settings.provider_tls(),
             ),
             catalogue=catalogue,
             credentials=credentials,

@@ -1,25 +1,36 @@
 """Savings: a dossier's procedure saving is counted once, when the dossier completes.
 
-``POST /dossiers/{id}/complete`` is called by the node that ran the dossier. The first
-report records the dossier and (if it completed) adds the procedure's saving to the
-statistics, in the same ledger transaction; a repeat of the same report changes nothing
-and answers 200; a report that contradicts the recorded one answers 409.
+``POST /dossiers/{id}/complete`` is called by the public service portal (the gateway): a
+node of kind ``portal`` holds the right to report completions, and no other node does
+(403 ``reporting_not_granted``). A completion counts only for a dossier whose exchanges
+are in the ledger: for every step of its procedure, an answered exchange (``ok``) that
+carried the dossier's id, all made by one province or body, which the dossier is then
+attributed to (409 ``dossier_not_in_ledger`` otherwise). Both refusals are recorded in the
+ledger. The first accepted report records the dossier and (if it completed) adds the
+procedure's saving to the statistics, in the same ledger transaction; a repeat of the
+same report changes nothing and answers 200; a report that contradicts the recorded one
+answers 409.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+from collections import Counter
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 from sqlalchemy import select
 
+from common.contract import Outcome, ProblemError
 from common.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from country.procedures import Procedure
+from national_hub.audit import record_refusal
 from national_hub.auth import CallerDep, NodeDep, RuntimeDep
 from national_hub.exchange import LedgerUnavailableError
 from national_hub.ledger import DossierReport, LedgerUnavailable
-from national_hub.models import Dossier
+from national_hub.models import Dossier, LedgerEntry
+from national_hub.runtime import Runtime
 from national_hub.schemas import DOSSIER_PATTERN, DossierComplete, DossierPublic
 
 __all__ = ["router"]
@@ -27,6 +38,58 @@ __all__ = ["router"]
 router = APIRouter(tags=["dossiers"])
 
 DossierId = Annotated[str, Path(pattern=DOSSIER_PATTERN)]
+
+#: The kind of node that may report completions: the public service portal.
+REPORTER_KIND = "portal"
+_PATH = "/dossiers/{dossier_id}/complete"
+_PROVINCE = "{province}"
+
+
+class ReportingNotGranted(ProblemError):
+    status = 403
+    code = "reporting_not_granted"
+    title = "Not allowed to report completions"
+
+
+class DossierNotInLedger(ProblemError):
+    status = 409
+    code = "dossier_not_in_ledger"
+    title = "The dossier's exchanges are not in the ledger"
+
+
+async def _refuse(runtime: Runtime, node: str, err: ProblemError, outcome: Outcome) -> None:
+    await record_refusal(
+        runtime, method="POST", path=_PATH, status=err.status, outcome=outcome, consumer=node
+    )
+    raise err
+
+
+async def _ran_by(runtime: Runtime, dossier_id: str, procedure: Procedure) -> str | None:
+    """The one node whose answered exchanges for the dossier cover every step (one exchange
+    with the step's provider, service and method each), or None."""
+    async with runtime.db.read_session() as session:
+        rows = (
+            await session.execute(
+                select(
+                    LedgerEntry.consumer,
+                    LedgerEntry.provider,
+                    LedgerEntry.service,
+                    LedgerEntry.method,
+                ).where(LedgerEntry.dossier == dossier_id, LedgerEntry.outcome == Outcome.OK)
+            )
+        ).all()
+    consumers = {row[0] for row in rows}
+    if len(consumers) != 1:
+        return None
+    (consumer,) = consumers
+    done = Counter((provider, service, method) for _, provider, service, method in rows)
+    for step in procedure.steps:
+        provider = consumer if step.provider == _PROVINCE else step.provider
+        key = (provider, step.service, step.method)
+        if not done[key]:
+            return None
+        done[key] -= 1
+    return consumer
 
 
 def _moment(us: int) -> dt.datetime:
@@ -46,16 +109,39 @@ async def complete_dossier(
     runtime: RuntimeDep,
     response: Response,
 ) -> DossierPublic:
-    """Report that a dossier ended; a completed one counts its procedure's saving once."""
+    """Report that a dossier ended; a completed one counts its procedure's saving once.
+
+    Only the public service portal may report, and a completion only of a dossier whose
+    exchanges the ledger holds."""
+    if node.kind != REPORTER_KIND:
+        await _refuse(
+            runtime,
+            node.code,
+            ReportingNotGranted(
+                f"{node.code} may not report completions: only the public service portal may"
+            ),
+            Outcome.FORBIDDEN,
+        )
     procedure = runtime.catalogue.get(data.procedure)
     if procedure is None:
         raise InvalidRequest(
             f"procedure: {data.procedure!r} is not in the catalogue",
             code="unknown_procedure",
         )
+    ran_by = await _ran_by(runtime, dossier_id, procedure)
+    if data.outcome == "completed" and ran_by is None:
+        await _refuse(
+            runtime,
+            node.code,
+            DossierNotInLedger(
+                f"dossier {dossier_id}: the ledger holds no answered exchange, by one node, "
+                f"for every step of {procedure.code}"
+            ),
+            Outcome.BAD_REQUEST,
+        )
     report = DossierReport(
         dossier=dossier_id,
-        node=node.code,
+        node=ran_by or node.code,
         procedure=procedure.code,
         outcome=data.outcome,
         saving_vnd=procedure.saving_vnd,
@@ -72,7 +158,7 @@ async def complete_dossier(
             runtime.metrics.vnd_saved.labels(procedure.code).inc(result.saving_vnd)
     if not result.created:
         same = (result.node, result.procedure, result.outcome) == (
-            node.code,
+            report.node,
             procedure.code,
             data.outcome,
         )
@@ -102,8 +188,12 @@ async def get_dossier(
         row = await session.scalar(select(Dossier).where(Dossier.id == dossier_id))
     if row is None:
         raise NotFound(f"no dossier {dossier_id} has been reported")
-    if caller.node is not None and caller.node.code != row.node:
-        raise Forbidden("only the node that reported a dossier may read it")
+    if (
+        caller.node is not None
+        and caller.node.kind != REPORTER_KIND
+        and caller.node.code != row.node
+    ):
+        raise Forbidden("only the node that ran a dossier, or the portal, may read it")
     return DossierPublic(
         id=row.id,
         node=row.node,

@@ -12,7 +12,7 @@ from common.schemas import UtcDatetime
 CODE_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 DOSSIER_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
-NodeKind = Literal["ministry", "province", "national_database"]
+NodeKind = Literal["ministry", "province", "national_database", "portal"]
 Code = Field(pattern=CODE_PATTERN, description="Letters, digits, '.', '_' or '-'; 1 to 64")
 
 

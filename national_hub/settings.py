@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import ssl
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.pki import client_context
 from common.secrets import is_placeholder_secret
 
 __all__ = ["HubSettings", "is_placeholder_secret"]
@@ -43,6 +45,12 @@ class HubSettings(BaseSettings):
     read_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     max_json_depth: int = Field(default=32, ge=2, le=1000)
     upstream_connections: int = Field(default=512, ge=1)
+    #: Mutual TLS to providers at ``https`` URLs: the network CA's certificate (providers
+    #: must present a certificate of it naming their node), and the hub's own client
+    #: certificate and key. ``ngsp up`` sets them from ``<data_dir>/pki``.
+    provider_ca_file: Path | None = None
+    provider_cert_file: Path | None = None
+    provider_key_file: Path | None = None
     #: Exchanges waiting on one provider at most; more get 503 provider_busy.
     max_in_flight_per_provider: int = Field(default=256, ge=1)
     #: Exchanges in the hub at most (per worker); more are shed with 503 hub_overloaded.
@@ -109,6 +117,25 @@ class HubSettings(BaseSettings):
                     "set a random value outside development"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _provider_tls_complete(self) -> HubSettings:
+        files = (self.provider_ca_file, self.provider_cert_file, self.provider_key_file)
+        if any(f is not None for f in files) and not all(f is not None for f in files):
+            raise ValueError(
+                "mutual TLS to providers needs all three of NGSP_HUB_PROVIDER_CA_FILE, "
+                "NGSP_HUB_PROVIDER_CERT_FILE and NGSP_HUB_PROVIDER_KEY_FILE"
+            )
+        return self
+
+    def provider_tls(self) -> ssl.SSLContext | None:
+        """The hub's TLS to ``https`` providers (mutual, when the files are set)."""
+        if self.provider_ca_file is None or self.provider_cert_file is None:
+            return None
+        assert self.provider_key_file is not None
+        return client_context(
+            self.provider_cert_file, self.provider_key_file, self.provider_ca_file
+        )
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -1,13 +1,20 @@
 """Client credentials and access tokens (OAuth2 client credentials, RFC 6749 §4.4).
 
-Node secrets are 256-bit random strings, so a single SHA-256 is a sound way to store
-them: a slow password hash protects guessable passwords, which these are not, and would
-cap ``/token`` at a few hundred logins a second.
+Node secrets the hub generates are 256-bit random strings, so a single SHA-256 is a sound
+way to store them: a slow password hash protects guessable passwords, which these are
+not, and would cap ``/token`` at a few hundred logins a second. A secret an operator
+chooses may be guessable, so it is stored with scrypt, salted.
 
 Access tokens are HS256 JWTs signed with the hub's key. Verifying one costs tens of
 microseconds; a consumer presents the same token thousands of times, so verified tokens
 are cached until they expire (the node and credential behind them are still checked on
 every request, so disabling a node or revoking a credential takes effect at once).
+
+A token names its credential's generation (``gen``): a random value the credential takes
+when it is created, rotated or disabled. A token of an earlier generation is refused, so
+rotating, deleting (and re-creating with the same client id) or disabling a credential
+ends its outstanding tokens at once on the replica that made the change, and within one
+registry refresh on the others.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ __all__ = [
     "TokenService",
     "hash_secret",
     "new_client_id",
+    "new_generation",
     "new_secret",
     "parse_basic_auth",
     "verify_secret",
@@ -47,18 +55,40 @@ def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+def new_generation() -> str:
+    """A credential's generation: random, so no two (even of one client id) are equal."""
+    return secrets.token_hex(8)
+
+
 def new_client_id(node: str) -> str:
     """A client id that names its node, for readable logs."""
     return f"{node.lower()}-{secrets.token_hex(6)}"
 
 
-def hash_secret(secret: str) -> str:
-    """The stored form of a client secret."""
-    return "sha256$" + hashlib.sha256(secret.encode()).hexdigest()
+#: scrypt's cost for secrets an operator chose (RFC 7914; about 50 ms and 16 MiB each).
+_SCRYPT = {"n": 1 << 14, "r": 8, "p": 1, "dklen": 32}
+
+
+def hash_secret(secret: str, *, chosen: bool = False) -> str:
+    """The stored form of a client secret: SHA-256 for the hub's random 256-bit secrets,
+    a slow, salted scrypt for a secret an operator chose (it may be guessable)."""
+    if not chosen:
+        return "sha256$" + hashlib.sha256(secret.encode()).hexdigest()
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
+    return f"scrypt${salt.hex()}${digest.hex()}"
 
 
 def verify_secret(secret: str, stored: str) -> bool:
     """Constant-time comparison of a presented secret with its stored hash."""
+    scheme, _, rest = stored.partition("$")
+    if scheme == "scrypt":
+        salt, _, digest = rest.partition("$")
+        try:
+            presented = hashlib.scrypt(secret.encode(), salt=bytes.fromhex(salt), **_SCRYPT)
+        except ValueError:
+            return False
+        return hmac.compare_digest(presented.hex(), digest)
     return hmac.compare_digest(hash_secret(secret), stored)
 
 
@@ -86,6 +116,8 @@ class Claims:
     client_id: str
     expires_at: float
     issued_at: float
+    #: The generation of the credential the token was issued for.
+    generation: str
 
 
 class TokenService:
@@ -96,14 +128,15 @@ class TokenService:
         self.ttl_seconds = ttl_seconds
         self._cache: dict[str, Claims] = {}
 
-    def issue(self, *, node: str, client_id: str) -> str:
-        """Sign a token for a node authenticated with ``client_id``."""
+    def issue(self, *, node: str, client_id: str, generation: str) -> str:
+        """Sign a token for a node authenticated with ``client_id`` of ``generation``."""
         now = int(time.time())
         payload: dict[str, Any] = {
             "iss": TOKEN_ISSUER,
             "aud": TOKEN_AUDIENCE,
             "sub": node,
             "client_id": client_id,
+            "gen": generation,
             "scope": TOKEN_SCOPE,
             "iat": now,
             "nbf": now,
@@ -139,13 +172,17 @@ class TokenService:
             raise TokenInvalid(f"token rejected: {exc}") from None
         sub = payload.get("sub")
         client_id = payload.get("client_id")
-        if not isinstance(sub, str) or not isinstance(client_id, str):
-            raise TokenInvalid("token lacks subject or client id")
+        generation = payload.get("gen")
+        if not (
+            isinstance(sub, str) and isinstance(client_id, str) and isinstance(generation, str)
+        ):
+            raise TokenInvalid("token lacks subject, client id or credential generation")
         claims = Claims(
             node=sub,
             client_id=client_id,
             expires_at=float(payload["exp"]),
             issued_at=float(payload["iat"]),
+            generation=generation,
         )
         if len(self._cache) >= _CACHE_LIMIT:
             # Dropping everything is cheap and bounded; the next hits re-verify.

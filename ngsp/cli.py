@@ -360,8 +360,21 @@ def up(
 
     Each service logs JSON lines to <data-dir>/logs/<service>.log.
     """
+    from common.pki import Pki
     from ngsp.network import Service, run_network
 
+    # The network's CA and the hub's client certificate; each node's is issued as the
+    # nodes register. Only the hub reaches a provider (mutual TLS).
+    pki = Pki(data_dir / "pki")
+    pki.ensure_hub()
+    os.environ.update(
+        {
+            "NGSP_HUB_PROVIDER_CA_FILE": str(pki.ca_cert.resolve()),
+            "NGSP_HUB_PROVIDER_CERT_FILE": str(pki.hub_cert.resolve()),
+            "NGSP_HUB_PROVIDER_KEY_FILE": str(pki.hub_key.resolve()),
+            "NGSP_NODES_TLS_DIR": str(pki.root.resolve()),
+        }
+    )
     python = [sys.executable, "-m", "ngsp"]
     dd = ["--data-dir", str(data_dir)]
     hub_cmd = [

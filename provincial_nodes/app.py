@@ -31,11 +31,12 @@ from common.errors import (
 )
 from common.logs import quiet_libraries
 from common.metrics import CONTENT_TYPE_LATEST, drop_created_series, render
+from common.pki import Pki
 from common.server import settle_heap
 from country.citizens import Citizen
 from country.roster import Roster, load_roster
 from provincial_nodes.faults import FaultBook, FaultSpec
-from provincial_nodes.listeners import ASGIApp, NodeApp, NodeListener
+from provincial_nodes.listeners import ASGIApp, ListenerTls, NodeApp, NodeListener
 from provincial_nodes.metrics import NodesMetrics
 from provincial_nodes.registration import register, registry_document
 from provincial_nodes.services.business import sample_tax_codes
@@ -123,9 +124,17 @@ async def open_network(settings: NodesSettings) -> AsyncIterator[Network]:
         if settings.admin_token
         else secrets.token_urlsafe(24)
     )
+    pki = Pki(settings.tls_dir) if settings.tls_dir is not None else None
+    if pki is not None:
+        pki.ensure_nodes([node.code for node in roster])
     try:
         for i, node in enumerate(roster):
             port = settings.node_port_base + i if settings.node_port_base else 0
+            tls = (
+                ListenerTls(pki.node_cert(node.code), pki.node_key(node.code), pki.ca_cert)
+                if pki is not None
+                else None
+            )
             app = NodeApp(node.code, {s: apps[s] for s in offered[node.code]}, faults, metrics)
             listener = NodeListener(
                 node.code,
@@ -133,6 +142,7 @@ async def open_network(settings: NodesSettings) -> AsyncIterator[Network]:
                 settings.host,
                 port,
                 advertised_host=settings.advertised_host,
+                tls=tls,
             )
             await listener.start()
             listeners[node.code] = listener
@@ -325,14 +335,15 @@ def create_app(settings: NodesSettings | None = None) -> FastAPI:
         listening = sum(1 for listener in network.listeners.values() if listener.listening)
         return {"status": "ok", "nodes": len(network.listeners), "listening": listening}
 
-    @app.get("/nodes", response_model=NodesPublic)
+    @app.get("/nodes", response_model=NodesPublic, dependencies=[Depends(require_admin)])
     async def list_nodes(network: NetworkDep) -> NodesPublic:
-        """Every node with its URL, connection state, services and faults."""
+        """Every node with its URL, connection state, services and faults (control token)."""
         items = [describe(network, code) for code in network.listeners]
         return NodesPublic(items=items, count=len(items))
 
-    @app.get("/nodes/{code}", response_model=NodePublic)
+    @app.get("/nodes/{code}", response_model=NodePublic, dependencies=[Depends(require_admin)])
     async def get_node(code: str, network: NetworkDep) -> NodePublic:
+        """One node with its URL, connection state, services and faults (control token)."""
         if code not in network.listeners:
             raise NotFound(f"no node {code!r}")
         return describe(network, code)

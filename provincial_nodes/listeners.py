@@ -1,5 +1,11 @@
 """Every node listens on its own port, as each LGSP is its own server.
 
+With a PKI folder (``NGSP_NODES_TLS_DIR``; ``ngsp up`` sets it), each listener speaks
+TLS with its node's certificate and asks every client for one of the network's CA: only
+the hub's (``common.pki.HUB_NAME``) is accepted, so a request straight to a node's port,
+bypassing the hub's tokens, grants and ledger, fails at the handshake. Listeners use the
+same protected protocol as the hub and the gateway (a deadline for request headers).
+
 All listeners run in the nodes process's event loop, one uvicorn server each, sharing the
 service apps. A node in outage closes its listener, so connections to it are refused
 (the hub sees an unavailable provider, not an error page), and opens it again on
@@ -11,19 +17,24 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
 import uvicorn
 
 from common.contract import PROBLEM_CONTENT_TYPE, problem_body
+from common.pki import HUB_NAME
+from common.server import GuardedHttpToolsProtocol
 from provincial_nodes.faults import FaultBook
 from provincial_nodes.metrics import NodesMetrics
 from provincial_nodes.services.one_stop import NODE_SCOPE_KEY
 
-__all__ = ["NodeApp", "NodeListener", "bind"]
+__all__ = ["HubOnlyProtocol", "ListenerTls", "NodeApp", "NodeListener", "bind"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -124,24 +135,59 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+@dataclass(frozen=True, slots=True)
+class ListenerTls:
+    """A node's certificate and key, and the CA whose client certificates it accepts."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+def _names(peer: dict[str, Any] | None) -> set[str]:
+    if not peer:
+        return set()
+    return {value for kind, value in peer.get("subjectAltName", ()) if kind == "DNS"}
+
+
+class HubOnlyProtocol(GuardedHttpToolsProtocol):
+    """A node's protocol: over TLS, only a client whose certificate names the hub is
+    served; any other peer is cut off as its handshake completes, before any HTTP."""
+
+    def connection_made(self, transport: Any) -> None:
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None and HUB_NAME not in _names(tls.getpeercert()):
+            transport.abort()
+            return
+        super().connection_made(transport)
+
+
 class NodeListener:
     """A uvicorn server for one node, which can stop listening and start again."""
 
     def __init__(
-        self, code: str, app: ASGIApp, host: str, port: int, advertised_host: str | None = None
+        self,
+        code: str,
+        app: ASGIApp,
+        host: str,
+        port: int,
+        advertised_host: str | None = None,
+        tls: ListenerTls | None = None,
     ) -> None:
         self.code = code
         self.app = app
         self.host = host
         self.port = port
         self.advertised_host = advertised_host or host
+        self.tls = tls
         self._server: uvicorn.Server | None = None
         self._socket: socket.socket | None = None
 
     @property
     def url(self) -> str:
         """Where the hub reaches this node."""
-        return f"http://{self.advertised_host}:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.advertised_host}:{self.port}"
 
     @property
     def listening(self) -> bool:
@@ -152,13 +198,18 @@ class NodeListener:
             return
         sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
+        tls = self.tls
         config = uvicorn.Config(
             self.app,
             lifespan="off",
             log_level="warning",
             access_log=False,
-            http="httptools",
+            http=HubOnlyProtocol,
             timeout_graceful_shutdown=1,
+            ssl_certfile=tls.cert if tls else None,
+            ssl_keyfile=tls.key if tls else None,
+            ssl_ca_certs=str(tls.ca) if tls else None,
+            ssl_cert_reqs=ssl.CERT_REQUIRED if tls else ssl.CERT_NONE,
         )
         config.load()
         server = uvicorn.Server(config)

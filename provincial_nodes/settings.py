@@ -35,6 +35,11 @@ class NodesSettings(BaseSettings):
     #: Reference date of the synthetic population (ages are computed from it).
     reference_date: dt.date = dt.date(2026, 1, 1)
 
+    #: A PKI folder (``common.pki``): every node serves TLS with a certificate naming its
+    #: code, issued there as it registers, and accepts only the hub's client certificate.
+    #: Unset: plain HTTP, open to anyone who reaches the port (development only).
+    tls_dir: Path | None = None
+
     hub_url: str = "http://127.0.0.1:8000"
     #: The hub's admin token; read from ``credentials.json`` when unset.
     hub_admin_token: SecretStr | None = None

@@ -26,7 +26,9 @@ async def test_registration_and_exchange_between_nodes(
     assert len(samples["children_under_6"]) == 3
     assert all(c["age"] < 6 for c in samples["children_under_6"])
     assert all(network.world.person(c["id_number"]) for c in samples["mothers"])
-    listed = (await client.get(f"{nodes.url}/nodes")).json()
+    control = {"Authorization": f"Bearer {network.admin_token}"}
+    assert (await client.get(f"{nodes.url}/nodes")).status_code == 401
+    listed = (await client.get(f"{nodes.url}/nodes", headers=control)).json()
     assert listed["count"] == 97  # 92 bodies and 5 national databases
     assert all(n["listening"] for n in listed["items"])
     hub_nodes = (await client.get(f"{hub.url}/admin/nodes", headers=hub.admin)).json()
@@ -64,7 +66,8 @@ async def test_as_of_date_decides_who_is_connected(
 ) -> None:
     hub = sqlite_hub_factory()
     nodes = nodes_factory(hub, as_of=dt.date(2020, 2, 29))
-    listed = (await client.get(f"{nodes.url}/nodes")).json()["items"]
+    control = {"Authorization": f"Bearer {network_of(nodes).admin_token}"}
+    listed = (await client.get(f"{nodes.url}/nodes", headers=control)).json()["items"]
     bodies = [n for n in listed if n["kind"] != "national_database"]
     assert sum(n["connected"] for n in bodies) == 25
     hub_nodes = (await client.get(f"{hub.url}/nodes", headers=hub.admin)).json()["items"]

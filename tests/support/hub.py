@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from common.server import GuardedHttpToolsProtocol
 from national_hub.app import create_app
 from national_hub.settings import HubSettings
+from tests.support.pki import hub_tls_settings
 from tests.support.servers import ThreadServer, free_port
 
 
@@ -44,6 +45,7 @@ def hub_settings(data_dir: Path, database_url: str, **overrides: Any) -> HubSett
         "provider_timeout_seconds": 1.0,
         "admin_token": "test-admin-token-0123456789abcdef0123",
         "signing_key": "test-signing-key-0123456789abcdef0123",
+        **hub_tls_settings(),
     }
     values.update(overrides)
     return HubSettings(**values)

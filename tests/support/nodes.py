@@ -8,6 +8,7 @@ from typing import Any
 
 from provincial_nodes.app import create_app as create_nodes_app
 from provincial_nodes.settings import NodesSettings
+from tests.support.pki import network_pki
 from tests.support.servers import ThreadServer, free_port
 
 
@@ -21,6 +22,7 @@ def nodes_settings(data_dir: Path, hub: Any, **overrides: Any) -> NodesSettings:
         "population_size": 5000,
         "seed": 7,
         "admin_token": "nodes-admin-token-0123456789",
+        "tls_dir": network_pki().root,
     }
     values.update(overrides)
     return NodesSettings(**values)

@@ -66,6 +66,19 @@ def create_provider() -> FastAPI:
     async def text() -> Response:
         return Response("xin chào", media_type="text/plain; charset=utf-8")
 
+    @app.get("/svc/located")
+    async def located(request: Request, to: str = "self") -> Response:
+        """201 with a ``Location`` at the provider's own address, another host, or relative."""
+        own = str(request.base_url).rstrip("/")
+        where = {
+            "self": f"{own}/svc/citizens/42",
+            "root": f"{own}/internal/admin",
+            "elsewhere": "https://10.0.0.5:8443/svc/citizens/42",
+            "absolute-path": "/svc/citizens/42",
+            "relative": "citizens/42",
+        }[to]
+        return JSONResponse({"created": True}, status_code=201, headers={"Location": where})
+
     @app.get("/svc/big")
     async def big(size: int = 1000) -> Response:
         return Response(b"x" * size, media_type="application/octet-stream")
