@@ -18,7 +18,7 @@ from sqlalchemy import select
 from common.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from national_hub.auth import CallerDep, NodeDep, RuntimeDep
 from national_hub.exchange import LedgerUnavailableError
-from national_hub.ledger import DossierReport, LedgerUnavailable
+from national_hub.ledger.writer import DossierReport, LedgerUnavailable
 from national_hub.models import Dossier
 from national_hub.schemas import DOSSIER_PATTERN, DossierComplete, DossierPublic
 
