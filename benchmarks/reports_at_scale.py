@@ -25,7 +25,8 @@ import httpx
 from uuid_utils import uuid7
 
 from common.db import Database
-from national_hub.ledger import LedgerRow, LedgerWriter
+from national_hub.ledger.row import LedgerRow
+from national_hub.ledger.writer import LedgerWriter
 from national_hub.migrations import upgrade as upgrade_hub_schema
 
 PG_ADMIN = os.environ.get("NGSP_BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")

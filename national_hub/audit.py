@@ -12,7 +12,8 @@ import time
 
 from uuid_utils import uuid7
 
-from national_hub.ledger import LedgerRow, LedgerUnavailable
+from national_hub.ledger.row import LedgerRow
+from national_hub.ledger.writer import LedgerUnavailable
 from national_hub.runtime import Runtime
 
 __all__ = ["record_refusal"]

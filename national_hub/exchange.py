@@ -57,7 +57,8 @@ from common.errors import (
 from common.http1 import AnswerTooLarge, BadAnswer, CannotConnect, ServerDisconnected
 from common.pki import node_name
 from common.server import ADMITTED, Door
-from national_hub.ledger import LedgerRow, LedgerUnavailable
+from national_hub.ledger.row import LedgerRow
+from national_hub.ledger.writer import LedgerUnavailable
 from national_hub.paths import mask_path
 from national_hub.registry import ServiceInfo, Snapshot
 from national_hub.routing import authorise, consumer_of, resolve

@@ -12,6 +12,7 @@ import datetime as dt
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Column,
     Date,
     DateTime,
     ForeignKey,
@@ -19,14 +20,17 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
+    text,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from common.db import NAMING_CONVENTION
+from national_hub.ledger.row import FIELDS
 
 
 class Base(DeclarativeBase):
@@ -115,40 +119,34 @@ class RegistryVersion(Base):
     version: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+#: The ledger: one row per exchange, refused ones included, written in groups by the
+#: ledger writer. Its columns are the row's fields, defined once (``ledger/row.py``).
+ledger_table = Table(
+    "ledger",
+    Base.metadata,
+    *(
+        Column(f.name, f.stored.sql, primary_key=f.stored.primary_key, nullable=f.nullable)
+        for f in FIELDS
+    ),
+    Index("ix_ledger_consumer_id", "consumer", "id"),
+    Index("ix_ledger_provider_service_id", "provider", "service", "id"),
+    Index("ix_ledger_outcome_id", "outcome", "id"),
+    Index("ix_ledger_chain_seq", "chain", "seq", unique=True),
+    # A completion is checked against its dossier's exchanges; most rows have no dossier,
+    # so only those that do are indexed (nothing added to the hot path's other inserts).
+    Index(
+        "ix_ledger_dossier",
+        "dossier",
+        sqlite_where=text("dossier IS NOT NULL"),
+        postgresql_where=text("dossier IS NOT NULL"),
+    ),
+)
+
+
 class LedgerEntry(Base):
-    """One exchange, refused ones included. Written in groups by the ledger writer."""
+    """One exchange (``ledger_table``, whose columns ``ledger/row.py`` defines)."""
 
-    __tablename__ = "ledger"
-    __table_args__ = (
-        Index("ix_ledger_consumer_id", "consumer", "id"),
-        Index("ix_ledger_provider_service_id", "provider", "service", "id"),
-        Index("ix_ledger_outcome_id", "outcome", "id"),
-        Index("ix_ledger_chain_seq", "chain", "seq", unique=True),
-    )
-
-    #: UUIDv7 text: sorts by the time the request arrived.
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    consumer: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    provider: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    service: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    procedure: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    dossier: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    method: Mapped[str] = mapped_column(String(16))
-    #: The path as a template (``/citizens/{id}``), never as sent and never with a query.
-    path: Mapped[str] = mapped_column(String(512))
-    status: Mapped[int] = mapped_column(Integer)
-    outcome: Mapped[str] = mapped_column(String(32))
-    requested_at: Mapped[int] = mapped_column(BigInteger)
-    forwarded_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    provider_responded_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    responded_at: Mapped[int] = mapped_column(BigInteger)
-    request_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
-    response_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
-    request_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    #: The hash chain (``chain.py``): which writer wrote the row, its place, its hash.
-    chain: Mapped[str | None] = mapped_column(String(36), nullable=True)
-    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    __table__ = ledger_table
 
 
 class LedgerChain(Base):
@@ -160,6 +158,9 @@ class LedgerChain(Base):
     started_at: Mapped[int] = mapped_column(BigInteger)
     head_seq: Mapped[int] = mapped_column(BigInteger)
     head_hash: Mapped[str] = mapped_column(String(64))
+    #: The hash recipe the chain's rows were written with (``ledger/chain.py``): one per
+    #: chain, as a writer keeps one recipe. Chains from before versions existed are 1.
+    hash_version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
 
 
 class Dossier(Base):

@@ -17,7 +17,7 @@ import aiohttp
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from national_hub.ledger import stats_day
+from national_hub.ledger.writer import stats_day
 from national_hub.metrics import HubMetrics
 from national_hub.models import DailyStats
 from national_hub.registry import RegistryCache

@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from common.contract import Outcome
 from common.errors import InvalidRequest
 from national_hub.auth import CallerDep, RuntimeDep
-from national_hub.models import DailyStats, LedgerEntry, NodeDailyStats, ProcedureDailyStats
+from national_hub.ledger.row import MOMENTS
+from national_hub.models import DailyStats, NodeDailyStats, ProcedureDailyStats, ledger_table
 from national_hub.schemas import (
     CODE_PATTERN,
     DailyStatsPublic,
@@ -43,8 +44,8 @@ router = APIRouter(tags=["reports"])
 _CSV_PAGE = 5000
 _EARLIEST = dt.datetime(1970, 1, 2)
 _LATEST = dt.datetime(9000, 1, 1)
-_COLUMNS = [c.name for c in LedgerEntry.__table__.columns]
-_TIMESTAMPS = ("requested_at", "forwarded_at", "provider_responded_at", "responded_at")
+_COLUMNS = [c.name for c in ledger_table.columns]
+_LEDGER = ledger_table.c
 
 
 def uuid7_floor(moment: dt.datetime) -> str:
@@ -86,39 +87,35 @@ def _filtered(
     outcome: Outcome | None,
     procedure: str | None,
 ) -> Select[Any]:
-    query = select(LedgerEntry.__table__)
+    query = select(ledger_table)
     if caller_node is not None:
         # A node sees the exchanges it took part in, as consumer or provider.
-        query = query.where(
-            or_(LedgerEntry.consumer == caller_node, LedgerEntry.provider == caller_node)
-        )
+        query = query.where(or_(_LEDGER.consumer == caller_node, _LEDGER.provider == caller_node))
     if since is not None:
         if since.tzinfo is None:
             since = since.replace(tzinfo=dt.UTC)
-        query = query.where(
-            LedgerEntry.id >= uuid7_floor(since), LedgerEntry.requested_at >= _to_us(since)
-        )
+        query = query.where(_LEDGER.id >= uuid7_floor(since), _LEDGER.requested_at >= _to_us(since))
     if until is not None:
         if until.tzinfo is None:
             until = until.replace(tzinfo=dt.UTC)
         upper = uuid7_floor(until + dt.timedelta(milliseconds=1))
-        query = query.where(LedgerEntry.id < upper, LedgerEntry.requested_at < _to_us(until))
+        query = query.where(_LEDGER.id < upper, _LEDGER.requested_at < _to_us(until))
     if consumer is not None:
-        query = query.where(LedgerEntry.consumer == consumer)
+        query = query.where(_LEDGER.consumer == consumer)
     if provider is not None:
-        query = query.where(LedgerEntry.provider == provider)
+        query = query.where(_LEDGER.provider == provider)
     if service is not None:
-        query = query.where(LedgerEntry.service == service)
+        query = query.where(_LEDGER.service == service)
     if outcome is not None:
-        query = query.where(LedgerEntry.outcome == outcome.value)
+        query = query.where(_LEDGER.outcome == outcome.value)
     if procedure is not None:
-        query = query.where(LedgerEntry.procedure == procedure)
+        query = query.where(_LEDGER.procedure == procedure)
     return query
 
 
 def _public(row: Any) -> TransactionPublic:
     data = dict(row._mapping)
-    for key in _TIMESTAMPS:
+    for key in MOMENTS:
         data[key] = _from_us(data[key])
     return TransactionPublic(**data)
 
@@ -166,19 +163,17 @@ async def list_transactions(
         )
     page_query = query
     if cursor is not None:
-        page_query = page_query.where(LedgerEntry.id < cursor)
-    rows = (
-        await session.execute(page_query.order_by(LedgerEntry.id.desc()).limit(limit + 1))
-    ).all()
+        page_query = page_query.where(_LEDGER.id < cursor)
+    rows = (await session.execute(page_query.order_by(_LEDGER.id.desc()).limit(limit + 1))).all()
     items = [_public(r) for r in rows[:limit]]
-    next_cursor = items[-1].id if len(rows) > limit else None
+    next_cursor = rows[limit - 1]._mapping["id"] if len(rows) > limit else None
     return TransactionsPage(items=items, next_cursor=next_cursor)
 
 
 def _csv_value(column: str, value: Any) -> Any:
     if value is None:
         return ""
-    if column in _TIMESTAMPS:
+    if column in MOMENTS:
         moment = _from_us(value)
         return moment.isoformat() if moment else ""
     return value
@@ -193,9 +188,9 @@ async def _csv_rows(request: Request, query: Select[Any], cursor: str | None) ->
     yield buffer.getvalue()
     async with runtime.db.read_session() as session:
         while True:
-            page = query if cursor is None else query.where(LedgerEntry.id < cursor)
+            page = query if cursor is None else query.where(_LEDGER.id < cursor)
             rows: Sequence[Any] = (
-                await session.execute(page.order_by(LedgerEntry.id.desc()).limit(_CSV_PAGE))
+                await session.execute(page.order_by(_LEDGER.id.desc()).limit(_CSV_PAGE))
             ).all()
             if not rows:
                 return

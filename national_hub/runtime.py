@@ -14,7 +14,7 @@ from common.db import Database
 from common.http1 import Http1Client
 from country.procedures import Catalogue, load_catalogue
 from national_hub.admission import LagMonitor, LoadShedder
-from national_hub.ledger import LedgerWriter
+from national_hub.ledger.writer import LedgerWriter
 from national_hub.metrics import HubMetrics
 from national_hub.migrations import upgrade as upgrade_hub_schema
 from national_hub.monitor import probe_nodes, refresh_stats

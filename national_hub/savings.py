@@ -28,8 +28,8 @@ from country.procedures import Procedure
 from national_hub.audit import record_refusal
 from national_hub.auth import CallerDep, NodeDep, RuntimeDep
 from national_hub.exchange import LedgerUnavailableError
-from national_hub.ledger import DossierReport, LedgerUnavailable
-from national_hub.models import Dossier, LedgerEntry
+from national_hub.ledger.writer import DossierReport, LedgerUnavailable
+from national_hub.models import Dossier, ledger_table
 from national_hub.runtime import Runtime
 from national_hub.schemas import DOSSIER_PATTERN, DossierComplete, DossierPublic
 
@@ -67,21 +67,19 @@ async def _refuse(runtime: Runtime, node: str, err: ProblemError, outcome: Outco
 async def _ran_by(runtime: Runtime, dossier_id: str, procedure: Procedure) -> str | None:
     """The one node whose answered exchanges for the dossier cover every step (one exchange
     with the step's provider, service and method each), or None."""
+    ledger = ledger_table.c
     async with runtime.db.read_session() as session:
         rows = (
             await session.execute(
-                select(
-                    LedgerEntry.consumer,
-                    LedgerEntry.provider,
-                    LedgerEntry.service,
-                    LedgerEntry.method,
-                ).where(LedgerEntry.dossier == dossier_id, LedgerEntry.outcome == Outcome.OK)
+                select(ledger.consumer, ledger.provider, ledger.service, ledger.method).where(
+                    ledger.dossier == dossier_id, ledger.outcome == Outcome.OK
+                )
             )
         ).all()
     consumers = {row[0] for row in rows}
     if len(consumers) != 1:
         return None
-    (consumer,) = consumers
+    consumer: str = next(iter(consumers))
     done = Counter((provider, service, method) for _, provider, service, method in rows)
     for step in procedure.steps:
         provider = consumer if step.provider == _PROVINCE else step.provider

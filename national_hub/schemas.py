@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from common.schemas import UtcDatetime
+from national_hub.ledger.row import FIELDS, Part
 
 CODE_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 DOSSIER_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
@@ -207,24 +208,21 @@ class DossierPublic(BaseModel):
 # -- reports ----------------------------------------------------------------------------
 
 
+def _transaction_fields() -> dict[str, Any]:
+    """The annotations of ``TransactionPublic``: what a ledger row records (``ledger/row.py``),
+    with its moments as UTC date-times."""
+    fields: dict[str, Any] = {}
+    for f in FIELDS:
+        if f.part is Part.RECORD:
+            shown = dt.datetime if f.stored.moment else f.type
+            fields[f.name] = shown | None if f.nullable else shown
+    return fields
+
+
 class TransactionPublic(BaseModel):
-    id: str
-    consumer: str | None
-    provider: str | None
-    service: str | None
-    procedure: str | None
-    dossier: str | None
-    method: str
-    path: str
-    status: int
-    outcome: str
-    requested_at: dt.datetime
-    forwarded_at: dt.datetime | None
-    provider_responded_at: dt.datetime | None
-    responded_at: dt.datetime
-    request_bytes: int
-    response_bytes: int
-    request_sha256: str | None
+    """One exchange as the ledger records it."""
+
+    __annotations__ = _transaction_fields()
 
 
 class TransactionsPage(BaseModel):

@@ -189,7 +189,7 @@ def ledger_verify(
 ) -> None:
     """Check the ledger's hash chains (and rollups); exit 1 at the first sign of tampering."""
     from common.db import Database
-    from national_hub.verify import verify_ledger
+    from national_hub.ledger.verify import verify_ledger
 
     settings = hub_settings(data_dir=data_dir, database_url=database_url)
 
@@ -201,8 +201,10 @@ def ledger_verify(
             )
         finally:
             await db.dispose()
+        recipes = ", ".join(f"v{v}: {n}" for v, n in sorted(report.recipes.items()))
         typer.echo(
             f"{report.rows:,} rows in {report.chains} chains"
+            + (f" (hash recipe {recipes})" if recipes else "")
             + (", rollups recomputed" if report.rollups_checked else "")
         )
         if report.ok:

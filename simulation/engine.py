@@ -43,7 +43,7 @@ import time
 from bisect import bisect_right
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, replace
 from typing import Any
 
 from common.contract import Outcome
@@ -56,6 +56,7 @@ from common.errors import (
 )
 from country.procedures import Catalogue
 from country.roster import NationalDatabase, Roster
+from national_hub.ledger.row import FIELDS
 from national_hub.paths import mask_path
 from national_hub.registry import Snapshot
 from national_hub.routing import authorise, resolve
@@ -75,27 +76,13 @@ __all__ = [
     "virtual_uuid7",
 ]
 
-#: What a row tuple holds, in order: the ``LedgerRow`` fields, except that the first is
-#: the row's sequence number in the run, from which (with ``requested_at``) a sink makes
-#: its id with ``virtual_uuid7``.
+#: What a row tuple holds, in order: the row's sequence number in the run, from which
+#: (with ``requested_at``) a sink makes its id with ``virtual_uuid7``, then every other
+#: field a ``LedgerRow`` must be given, in the definition's order (``ledger/row.py``).
+#: Fields with a default (the chain's, and fields added since) take their default.
 ROW_COLUMNS = (
     "seq",
-    "consumer",
-    "provider",
-    "service",
-    "procedure",
-    "dossier",
-    "method",
-    "path",
-    "status",
-    "outcome",
-    "requested_at",
-    "forwarded_at",
-    "provider_responded_at",
-    "responded_at",
-    "request_bytes",
-    "response_bytes",
-    "request_sha256",
+    *(f.name for f in FIELDS if f.default is MISSING and not f.stored.primary_key),
 )
 #: The dossier columns of a dossier tuple, in order (the ``dossiers`` table).
 DOSSIER_COLUMNS = ("id", "node", "procedure", "outcome", "saving_vnd", "reported_at")
@@ -650,6 +637,9 @@ class _Run:
         provider = route.provider
         service = route.service
         status, req, resp = _recorded(route, outcome, method)
+        # Plain text, one object for all the rows: the sink's SQLite binds it as it is, where
+        # an ``Outcome`` would cost an adapter call a row.
+        text = str(outcome)
         last_us = day0 + _DAY_US - 1
         seq = self.seq
         if route.forwarded and outcome in _ANSWERED:
@@ -664,7 +654,7 @@ class _Run:
                 back = t + latencies[int(rand() * 4096)]
                 append(
                     (seq, consumer, provider, service, None, None, method, path, status,
-                     outcome, t, t + _HUB_US, back, back + _HUB_US, req, resp, None)
+                     text, t, t + _HUB_US, back, back + _HUB_US, req, resp, None)
                 )  # fmt: skip
         else:
             for _ in range(k):
@@ -675,7 +665,7 @@ class _Run:
                 fwd, answered, done = self._times(rand, outcome, route, t)
                 append(
                     (seq, consumer, provider, service, None, None, method, path, status,
-                     outcome, t, fwd, answered, done, req, resp, None)
+                     text, t, fwd, answered, done, req, resp, None)
                 )  # fmt: skip
         self.seq = seq
         self.facts.rows += k
@@ -746,7 +736,7 @@ class _Run:
             for i, (call, route) in enumerate(steps[:ran]):
                 outcome = Outcome.OK if (i < ran - 1 or last == "completed") else last
                 status, req, resp = _recorded(route, outcome, call.method)
-                plan.append((call.method, route, outcome, status, req, resp))
+                plan.append((call.method, route, str(outcome), status, req, resp))
             for _ in range(kept):
                 self._dossier(flow, plan, last == "completed", day0, sampler)
 

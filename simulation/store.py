@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import gc
-import hashlib
 import multiprocessing
 import queue
 import sqlite3
@@ -50,10 +49,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from common.contract import Outcome
 from common.db import Database, is_sqlite, sqlite_path
 from country.roster import Roster
-from national_hub.chain import CHAINED_FIELDS, GENESIS, MISSING, SEPARATOR
-from national_hub.ledger import (
+from national_hub.ledger.chain import CURRENT, GENESIS
+from national_hub.ledger.row import FIELDS, NAMES, LedgerRow, Part
+from national_hub.ledger.writer import (
     DossierReport,
-    LedgerRow,
     LedgerWriter,
     rows_of_values,
     stats_day,
@@ -89,10 +88,9 @@ STATS_OFFSET_MINUTES = 420
 
 
 def _ledger_insert() -> tuple[str, tuple[str, ...]]:
-    columns = ("id", "chain", "seq", "hash", *ROW_COLUMNS[1:])
     compiled = (
         insert(LedgerEntry)
-        .values({c: bindparam(c) for c in columns})
+        .values({c: bindparam(c) for c in NAMES})
         .compile(dialect=sqlite.dialect(paramstyle="qmark"))
     )
     return str(compiled), tuple(compiled.positiontup or ())
@@ -104,6 +102,7 @@ LEDGER_SQL, LEDGER_INSERT = _ledger_insert()
 ROWS_A_STATEMENT = 500
 #: Batches the writer process takes ahead of the one it is writing.
 RECEIVED_BATCHES = 2
+_CHAIN_COLUMNS = tuple(c.name for c in LedgerChain.__table__.columns)
 
 
 def _ledger_rows_sql(rows: int) -> str:
@@ -111,11 +110,31 @@ def _ledger_rows_sql(rows: int) -> str:
     return rows_of_values(LEDGER_SQL, rows)
 
 
-_REQUESTED_AT = itemgetter(ROW_COLUMNS.index("requested_at"))
-# ``BulkSink._link`` hashes a row's fields in ROW_COLUMNS order after its id, chain and seq,
-# and inserts them in that order after its id.
-assert ("id", "chain", "seq", *ROW_COLUMNS[1:]) == CHAINED_FIELDS
-assert ("id", *ROW_COLUMNS[1:], "chain", "seq", "hash") == LEDGER_INSERT
+def _row_layout() -> tuple[tuple[Any, ...], itemgetter[Any] | None, itemgetter[Any] | None]:
+    """How ``BulkSink._link`` turns an engine's row tuple into a chained row, by name.
+
+    It knows a row as the engine's tuple (whose sequence number becomes the id), the
+    row's place in the chain, and the default of every field the engine does not
+    simulate, in that order. Returns those defaults and the getters of the current hash
+    recipe's values and (with the hash after them) of the insert's parameters; ``None``
+    where the order is already the one wanted, as it is while new fields are added at
+    the end of ``LedgerRow``.
+    """
+    known = ["id", *ROW_COLUMNS[1:], "chain", "seq"]
+    unknown = [f for f in FIELDS if f.name not in known and f.part is not Part.HASH]
+    known += [f.name for f in unknown]
+    hashed = None
+    if tuple(known) != CURRENT.fields:
+        hashed = itemgetter(*(known.index(n) for n in CURRENT.fields))
+    inserted = None
+    if (*known, "hash") != LEDGER_INSERT:
+        inserted = itemgetter(*([*known, "hash"].index(n) for n in LEDGER_INSERT))
+    return tuple(f.default for f in unknown), hashed, inserted
+
+
+_DEFAULTS, _HASHED, _INSERTED = _row_layout()
+_REQUESTED_AT_INDEX = ROW_COLUMNS.index("requested_at")
+_REQUESTED_AT = itemgetter(_REQUESTED_AT_INDEX)
 
 
 def remove_database(url: str) -> None:
@@ -210,9 +229,7 @@ class _Loader:
     def __init__(self, path: Path) -> None:
         dialect = sqlite.dialect(paramstyle="qmark")
         self._ledger_many_sql = _ledger_rows_sql(ROWS_A_STATEMENT)
-        head = sqlite.insert(LedgerChain).values(
-            {c: bindparam(c) for c in ("chain", "started_at", "head_seq", "head_hash")}
-        )
+        head = sqlite.insert(LedgerChain).values({c: bindparam(c) for c in _CHAIN_COLUMNS})
         head = head.on_conflict_do_update(
             index_elements=["chain"],
             set_={"head_seq": head.excluded.head_seq, "head_hash": head.excluded.head_hash},
@@ -335,8 +352,7 @@ class BulkSink:
         self._chain_started = started_at
         self._seq = 0
         self._hash = GENESIS
-        # The joined text of the fields a route fixes, by their values (see _link).
-        self._routes: dict[tuple[Any, ...], tuple[str, str, str, str]] = {}
+        self._recipe = CURRENT
         context = multiprocessing.get_context("spawn")
         receive_batches, self._batches = context.Pipe(duplex=False)
         self._replies, send_replies = context.Pipe(duplex=False)
@@ -376,63 +392,40 @@ class BulkSink:
     def _link(self, batch: Batch) -> tuple[list[Any], dict[str, Any] | None]:
         """Put the rows in time order and link them into the run's hash chain.
 
-        The hub's writer does the same (``chain.row_hash``, one chain per writer), so
+        The hub's writer does the same (``Recipe.hash_row``, one chain per writer), so
         ``ngsp ledger verify`` checks a run's ledger like a live one. In time order, the
         time-ordered ids also append to the primary key's index instead of landing all
         over it (15 % faster to insert), and to the other indexes' ends for each of their
         prefixes (a consumer, a provider's service, an outcome, the chain).
 
-        The text hashed is ``row_hash``'s, built without a dict per row: the fields a
-        route fixes (consumer to procedure, method to outcome, the sizes) are joined once
-        per route, found with one look-up of the row's fields and reused; only the id, the
-        sequence number, the dossier and the times are formatted per row. The outcome
-        goes to the writer as the route's plain text, one object for all its rows (an
-        ``Outcome`` would cost the writer an adapter call a row). The tests check the
-        result against ``row_hash``.
+        A row's values go to the recipe and to the insert through two getters made from
+        the row's definition (``_row_layout``), without a dict per row.
         """
         rows = batch.rows
         if not rows:
             return [], None
         rows.sort(key=_REQUESTED_AT)
         seq, previous, chain = self._seq, self._hash, self._chain
-        routes = self._routes
-        sha256 = hashlib.sha256
-        sep, missing = SEPARATOR, MISSING
-        after_chain = f"{sep}{chain}{sep}"
+        hash_values, hashed, inserted, defaults = self._recipe.hash, _HASHED, _INSERTED, _DEFAULTS
+        when = _REQUESTED_AT_INDEX
         values: list[Any] = []
-        extend = values.extend
+        extend, append = values.extend, values.append
         for row in rows:
-            (number, consumer, provider, service, procedure, dossier, method, path, status,
-             outcome, requested, forwarded, answered, responded, sent, received, digest,
-             ) = row  # fmt: skip
             seq += 1
-            key = (consumer, provider, service, procedure, method, path, status, outcome,
-                   sent, received, digest)  # fmt: skip
-            if (route := routes.get(key)) is None:
-                route = routes[key] = (
-                    _joined((consumer, provider, service, procedure)) + sep,
-                    sep + _joined((method, path, status, outcome)) + sep,
-                    sep + _joined((sent, received, digest)),
-                    str(outcome),
-                )
-            who, how, sizes, outcome = route
-            row_id = virtual_uuid7(requested, number)
-            text = (
-                f"{previous}{sep}{row_id}{after_chain}{seq}{sep}{who}"
-                f"{missing if dossier is None else dossier}{how}{requested}{sep}"
-                f"{missing if forwarded is None else forwarded}{sep}"
-                f"{missing if answered is None else answered}{sep}{responded}{sizes}"
-            )
-            previous = sha256(text.encode()).hexdigest()
-            extend((row_id, consumer, provider, service, procedure, dossier, method, path,
-                    status, outcome, requested, forwarded, answered, responded, sent,
-                    received, digest, chain, seq, previous))  # fmt: skip
+            known = (virtual_uuid7(row[when], row[0]), *row[1:], chain, seq, *defaults)
+            previous = hash_values(previous, known if hashed is None else hashed(known))
+            if inserted is None:
+                extend(known)
+                append(previous)
+            else:
+                extend(inserted((*known, previous)))
         self._seq, self._hash = seq, previous
         return values, {
             "chain": chain,
             "started_at": self._chain_started,
             "head_seq": seq,
             "head_hash": previous,
+            "hash_version": self._recipe.version,
         }
 
     async def write(self, batch: Batch) -> None:
@@ -457,10 +450,6 @@ class BulkSink:
                 self._process.kill()
             self._batches.close()
             self._replies.close()
-
-
-def _joined(values: tuple[Any, ...]) -> str:
-    return SEPARATOR.join([MISSING if v is None else str(v) for v in values])
 
 
 def _ordered(params: dict[str, Any], order: tuple[str, ...]) -> tuple[Any, ...]:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from common.db import Database
-from national_hub.verify import verify_ledger
+from national_hub.ledger.verify import verify_ledger
 from tests.national_hub.conftest import query
 from tests.support.provider import create_provider
 from tests.support.servers import ChildProcess, free_port, python_cmd, serve, wait_http

@@ -15,12 +15,13 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Connection, func, inspect, select, text
 
 from common.db import Database, run_migrations
-from national_hub import ledger as ledger_module
-from national_hub.ledger import DossierReport, LedgerRow, LedgerUnavailable, LedgerWriter
+from national_hub.ledger import writer as ledger_writer
+from national_hub.ledger.row import LedgerRow
+from national_hub.ledger.verify import verify_ledger
+from national_hub.ledger.writer import DossierReport, LedgerUnavailable, LedgerWriter
 from national_hub.migrations import LOCATION as MIGRATIONS
 from national_hub.migrations import upgrade as upgrade_hub_schema
 from national_hub.models import Base, DailyStats, LedgerEntry, NodeDailyStats
-from national_hub.verify import verify_ledger
 
 OUTCOMES = ["ok", "ok", "ok", "client_error", "provider_error", "timeout"]
 
@@ -170,7 +171,7 @@ async def test_an_older_sqlite_s_parameter_limit_is_kept(
 
     db = Database.connect(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
     await upgrade_hub_schema(db)
-    monkeypatch.setattr(ledger_module.sqlite3, "connect", limited)
+    monkeypatch.setattr(ledger_writer.sqlite3, "connect", limited)
     writer = LedgerWriter.for_database(db.writer, db.url)
     await writer.start()
     await asyncio.gather(*(writer.record(make_row(i)) for i in range(300)))

@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import text
 
 from common.db import Database
-from national_hub.ledger import DossierReport, LedgerWriter
+from national_hub.ledger.chain import CURRENT
+from national_hub.ledger.verify import verify_ledger
+from national_hub.ledger.writer import DossierReport, LedgerWriter
 from national_hub.migrations import upgrade as upgrade_hub_schema
-from national_hub.verify import verify_ledger
 from tests.national_hub.test_ledger import make_row
 
 
@@ -75,8 +76,6 @@ async def test_changed_row_is_found(filled: Database) -> None:
 
 
 async def test_changed_row_with_recomputed_hash_breaks_the_next(filled: Database) -> None:
-    from national_hub.chain import row_hash
-
     target = await row_id(filled, 5)
     async with filled.reader.connect() as conn:
         rows = await conn.execute(text("SELECT * FROM ledger WHERE id = :id"), {"id": target})
@@ -87,7 +86,7 @@ async def test_changed_row_with_recomputed_hash_breaks_the_next(filled: Database
             )
         ).scalar_one()
     row["consumer"] = "EVIL"
-    forged = row_hash(previous, row)
+    forged = CURRENT.hash_mapping(previous, row)  # the recipe new chains are written with
     await tamper(
         filled, "UPDATE ledger SET consumer = 'EVIL', hash = :h WHERE id = :id", h=forged, id=target
     )

@@ -12,7 +12,7 @@ import pytest
 
 from common.errors import TokenInvalid
 from country.procedures import CatalogueError, load_catalogue
-from national_hub.ledger import stats_day
+from national_hub.ledger.writer import stats_day
 from national_hub.paths import PathTemplates, mask_path
 from national_hub.settings import HubSettings
 from national_hub.tokens import TokenService, hash_secret, parse_basic_auth, verify_secret

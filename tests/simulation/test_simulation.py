@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 from common.db import Database
 from country.procedures import load_catalogue
 from country.roster import load_roster
+from national_hub.ledger.row import FIELDS, Part
+from national_hub.ledger.verify import verify_ledger
 from national_hub.registry import Snapshot
-from national_hub.verify import verify_ledger
 from simulation.cli import simulate, simulate_report
 from simulation.distributions import binomial, poisson
 from simulation.engine import Batch, RunFacts, connection_dates, virtual_uuid7
@@ -149,11 +150,8 @@ async def _table(url: str, sql: str) -> list[Any]:
     return [tuple(r) for r in await query(url, sql)]
 
 
-_LEDGER = (
-    "id, consumer, provider, service, procedure, dossier, method, path, status, outcome, "
-    "requested_at, forwarded_at, provider_responded_at, responded_at, request_bytes, "
-    "response_bytes, request_sha256"
-)
+#: What a row records (its hash chain apart).
+_LEDGER = ", ".join(f.name for f in FIELDS if f.part is Part.RECORD)
 _TABLES = {
     "ledger": f"SELECT {_LEDGER} FROM ledger ORDER BY id",
     "chains": "SELECT * FROM ledger_chains ORDER BY chain",

@@ -1,7 +1,8 @@
 """Checking a ledger: its hash chains, and its rollups against its rows.
 
-``verify_ledger`` walks every chain in sequence order and names the first rows that were
-changed, deleted or inserted behind the hub's back; with ``rollups=True`` it also
+``verify_ledger`` walks every chain in sequence order, each with the hash recipe its head
+names (``ledger_chains.hash_version``), and names the first rows that were changed,
+deleted or inserted behind the hub's back; with ``rollups=True`` it also
 recomputes the daily, per-node and per-procedure statistics from the rows and the
 dossier reports and compares them with the rollup tables the hub keeps.
 """
@@ -18,15 +19,15 @@ from sqlalchemy import select
 
 from common.contract import Outcome
 from common.db import Database
-from national_hub.chain import GENESIS, row_hash
-from national_hub.ledger import stats_day
+from national_hub.ledger.chain import GENESIS, RECIPES, Recipe
+from national_hub.ledger.writer import stats_day
 from national_hub.models import (
     DailyStats,
     Dossier,
     LedgerChain,
-    LedgerEntry,
     NodeDailyStats,
     ProcedureDailyStats,
+    ledger_table,
 )
 
 __all__ = ["Finding", "VerifyReport", "verify_ledger"]
@@ -51,6 +52,8 @@ class VerifyReport:
     chains: int = 0
     findings: list[Finding] = field(default_factory=list)
     rollups_checked: bool = False
+    #: How many chains each hash recipe version verified.
+    recipes: dict[int, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -67,6 +70,22 @@ class _Walker:
         self.expected = 1
         self.previous = GENESIS
         self.last_hash: str | None = None
+        self.recipe: Recipe | None = None
+        if head is not None:
+            self.recipe = RECIPES.get(head.hash_version)
+            if self.recipe is None:
+                self.add(
+                    Finding(
+                        "changed",
+                        f"the chain names hash recipe version {head.hash_version}, which "
+                        f"this verifier does not know (it knows {sorted(RECIPES)})",
+                        None,
+                        chain,
+                    )
+                )
+            else:
+                versions = report.recipes
+                versions[head.hash_version] = versions.get(head.hash_version, 0) + 1
 
     def add(self, finding: Finding) -> None:
         self.report.findings.append(finding)
@@ -110,7 +129,9 @@ class _Walker:
             )
             # Carry on from this row: what follows can still be checked.
             self.previous = row["hash"] or GENESIS
-        elif row_hash(self.previous, row) != row["hash"]:
+        elif (
+            self.recipe is not None and self.recipe.hash_mapping(self.previous, row) != row["hash"]
+        ):
             self.add(
                 Finding(
                     "changed",
@@ -165,7 +186,8 @@ async def verify_ledger(
 ) -> VerifyReport:
     """Walk every chain, then (optionally) recompute the rollups from the rows."""
     report = VerifyReport()
-    columns = list(LedgerEntry.__table__.columns)
+    columns = list(ledger_table.columns)
+    chain_col, seq_col = ledger_table.c.chain, ledger_table.c.seq
     daily: dict[dt.date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     per_node: dict[tuple[dt.date, str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     async with db.read_session() as session:
@@ -177,12 +199,11 @@ async def verify_ledger(
         while True:
             query = (
                 select(*columns)
-                .where(LedgerEntry.chain.is_not(None), LedgerEntry.seq.is_not(None))
-                .order_by(LedgerEntry.chain, LedgerEntry.seq)
+                .where(chain_col.is_not(None), seq_col.is_not(None))
+                .order_by(chain_col, seq_col)
                 .limit(_PAGE)
             )
             if last_key is not None:
-                chain_col, seq_col = LedgerEntry.chain, LedgerEntry.seq
                 query = query.where(
                     (chain_col > last_key[0])
                     | ((chain_col == last_key[0]) & (seq_col > last_key[1]))
@@ -204,7 +225,7 @@ async def verify_ledger(
                 last_key = (chain, row["seq"])
         if walker is not None:
             walker.end()
-        unchained = select(*columns).where(LedgerEntry.chain.is_(None) | LedgerEntry.seq.is_(None))
+        unchained = select(*columns).where(chain_col.is_(None) | seq_col.is_(None))
         async for chunk in _pages(session, unchained):
             for record in chunk:
                 row = dict(record._mapping)
@@ -233,9 +254,9 @@ async def verify_ledger(
 async def _pages(session: Any, query: Any) -> AsyncIterator[Sequence[Any]]:
     last: str | None = None
     while True:
-        page_query = query.order_by(LedgerEntry.id).limit(_PAGE)
+        page_query = query.order_by(ledger_table.c.id).limit(_PAGE)
         if last is not None:
-            page_query = page_query.where(LedgerEntry.id > last)
+            page_query = page_query.where(ledger_table.c.id > last)
         page = (await session.execute(page_query)).all()
         if not page:
             return

@@ -1,7 +1,8 @@
-"""credential generation and enabled flag: revocation that takes effect
+"""credential generation and enabled flag (revocation that takes effect); the ledger's
+dossiers indexed (a completion is checked against its exchanges)
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-03
 """
 
@@ -13,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -37,9 +38,17 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("credentials") as batch:
         batch.alter_column("generation", existing_type=sa.String(32), nullable=False)
+    op.create_index(
+        "ix_ledger_dossier",
+        "ledger",
+        ["dossier"],
+        sqlite_where=sa.text("dossier IS NOT NULL"),
+        postgresql_where=sa.text("dossier IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_ledger_dossier", table_name="ledger")
     with op.batch_alter_table("credentials") as batch:
         batch.drop_column("enabled")
         batch.drop_column("generation")

@@ -1,4 +1,4 @@
-"""The ledger: one row per exchange, written in groups, durable before the reply.
+"""The ledger's writer: one row per exchange, written in groups, durable before the reply.
 
 Durability is what makes the hub's 2xx mean something, and a commit per request would
 cap the hub at the disk's commit rate (≈ 570/s on SQLite here). So request handlers hand
@@ -25,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,7 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from uuid_utils import uuid7
 
 from common.contract import Outcome
-from national_hub.chain import GENESIS, row_hash
+from national_hub.ledger.chain import CURRENT, GENESIS, Recipe
+from national_hub.ledger.row import NAMES, LedgerRow
 from national_hub.models import (
     Base,
     DailyStats,
@@ -48,7 +50,6 @@ from national_hub.models import (
 __all__ = [
     "DossierReport",
     "DossierResult",
-    "LedgerRow",
     "LedgerUnavailable",
     "LedgerWriter",
     "stats_day",
@@ -69,55 +70,6 @@ class LedgerUnavailable(Exception):
     """The ledger could not commit; the caller must not acknowledge the exchange."""
 
 
-@dataclass(slots=True)
-class LedgerRow:
-    id: str
-    consumer: str | None
-    provider: str | None
-    service: str | None
-    procedure: str | None
-    dossier: str | None
-    method: str
-    path: str
-    status: int
-    outcome: str
-    requested_at: int
-    forwarded_at: int | None
-    provider_responded_at: int | None
-    responded_at: int
-    request_bytes: int
-    response_bytes: int
-    request_sha256: str | None
-    #: Set by the writer when the row joins its hash chain.
-    chain: str | None = None
-    seq: int | None = None
-    hash: str | None = None
-
-    def as_params(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "consumer": self.consumer,
-            "provider": self.provider,
-            "service": self.service,
-            "procedure": self.procedure,
-            "dossier": self.dossier,
-            "method": self.method,
-            "path": self.path,
-            "status": self.status,
-            "outcome": self.outcome,
-            "requested_at": self.requested_at,
-            "forwarded_at": self.forwarded_at,
-            "provider_responded_at": self.provider_responded_at,
-            "responded_at": self.responded_at,
-            "request_bytes": self.request_bytes,
-            "response_bytes": self.response_bytes,
-            "request_sha256": self.request_sha256,
-            "chain": self.chain,
-            "seq": self.seq,
-            "hash": self.hash,
-        }
-
-
 @dataclass(frozen=True, slots=True)
 class ChainHead:
     """Where a writer's hash chain ends after a group."""
@@ -126,6 +78,7 @@ class ChainHead:
     started_at: int
     seq: int
     hash: str
+    hash_version: int
 
     def as_params(self) -> dict[str, Any]:
         return {
@@ -133,6 +86,7 @@ class ChainHead:
             "started_at": self.started_at,
             "head_seq": self.seq,
             "head_hash": self.hash,
+            "hash_version": self.hash_version,
         }
 
 
@@ -198,7 +152,7 @@ class WriterStats:
 
 # -- statements and rollups ---------------------------------------------------------------
 
-_LEDGER_COLUMNS = tuple(c.name for c in LedgerEntry.__table__.columns)
+_CHAIN_COLUMNS = tuple(c.name for c in LedgerChain.__table__.columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,9 +187,7 @@ class _Statements:
             .on_conflict_do_nothing(index_elements=["id"])
             .returning(Dossier.id)
         )
-        head = make_insert(LedgerChain).values(
-            {c: bindparam(c) for c in ("chain", "started_at", "head_seq", "head_hash")}
-        )
+        head = make_insert(LedgerChain).values({c: bindparam(c) for c in _CHAIN_COLUMNS})
         self.chain_upsert = head.on_conflict_do_update(
             index_elements=["chain"],
             set_={"head_seq": head.excluded.head_seq, "head_hash": head.excluded.head_hash},
@@ -440,8 +392,9 @@ class _SqliteStore:
         self._offset = offset_minutes
         self._st = _Statements("sqlite")
         dialect = sqlite.dialect(paramstyle="qmark")
-        ledger = self._st.ledger_insert.compile(dialect=dialect, column_keys=list(_LEDGER_COLUMNS))
+        ledger = self._st.ledger_insert.compile(dialect=dialect, column_keys=list(NAMES))
         self._ledger_sql = (str(ledger), tuple(ledger.positiontup or ()))
+        self._ledger_values = attrgetter(*self._ledger_sql[1])
         #: The ledger insert with 2**k rows of values, k = 0..8. A group goes in as a few of
         #: these (its size in binary), each prepared once. The driver lets go of the GIL
         #: for each statement it steps, and while the loop is busy (a flood) this thread
@@ -512,9 +465,9 @@ class _SqliteStore:
         return results
 
     def _insert_rows(self, conn: sqlite3.Connection, rows: list[LedgerRow]) -> None:
-        order = self._ledger_sql[1]
-        values = [v for r in rows for v in _ordered(r.as_params(), order)]
-        width, start, left = len(order), 0, len(rows)
+        of_row = self._ledger_values
+        values = [v for r in rows for v in of_row(r)]
+        width, start, left = len(self._ledger_sql[1]), 0, len(rows)
         for k in range(self._top, -1, -1):
             size = 2**k
             while left >= size:
@@ -585,8 +538,10 @@ class LedgerWriter:
             self._lock = None
         self._max_group = max_group
         self._retry_delay = retry_delay
-        #: This writer's hash chain: a new one each time the hub starts.
+        #: This writer's hash chain: a new one each time the hub starts, hashed with the
+        #: newest recipe.
         self.chain_id = str(uuid7())
+        self._recipe: Recipe = CURRENT
         self._chain_started = time.time_ns() // 1000
         self._chain_seq = 0
         self._chain_hash = GENESIS
@@ -691,11 +646,12 @@ class LedgerWriter:
         if not rows:
             return None
         seq, previous = self._chain_seq, self._chain_hash
+        hash_row = self._recipe.hash_row
         for row in rows:
             seq += 1
             row.chain, row.seq = self.chain_id, seq
-            row.hash = previous = row_hash(previous, row.as_params())
-        return ChainHead(self.chain_id, self._chain_started, seq, previous)
+            row.hash = previous = hash_row(previous, row)
+        return ChainHead(self.chain_id, self._chain_started, seq, previous, self._recipe.version)
 
     async def _commit_group(self, group: list[tuple[_Item, asyncio.Future[Any]]]) -> None:
         rows = [item for item, _ in group if isinstance(item, LedgerRow)]
