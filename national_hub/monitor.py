@@ -13,10 +13,11 @@ import contextlib
 import logging
 import time
 
-import aiohttp
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from common.http1 import AnswerTooLarge, Http1Client
+from common.pki import node_name
 from national_hub.ledger.writer import stats_day
 from national_hub.metrics import HubMetrics
 from national_hub.models import DailyStats
@@ -26,21 +27,22 @@ __all__ = ["probe_nodes", "refresh_stats"]
 
 log = logging.getLogger("ngsp.hub.monitor")
 
-_PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2.0)
+_PROBE_SECONDS = 2.0
 
 
-async def _probe(http: aiohttp.ClientSession, url: str) -> bool:
+async def _probe(client: Http1Client, url: str, server_name: str) -> bool:
+    """Over the hub's own client: mutual TLS to a node that requires it, as exchanges go."""
     try:
-        async with http.get(url, timeout=_PROBE_TIMEOUT) as resp:
-            await resp.read()
-            return resp.status < 500
-    except (aiohttp.ClientError, TimeoutError):
+        async with asyncio.timeout(_PROBE_SECONDS):
+            answer = await client.fetch("GET", url, max_body=4096, server_name=server_name)
+    except (OSError, TimeoutError, AnswerTooLarge):  # the client's errors are OSErrors
         return False
+    return answer.status < 500
 
 
 async def probe_nodes(
     registry: RegistryCache,
-    http: aiohttp.ClientSession,
+    client: Http1Client,
     metrics: HubMetrics,
     *,
     interval: float,
@@ -53,7 +55,7 @@ async def probe_nodes(
 
         async def one(code: str, base_url: str) -> None:
             t0 = time.perf_counter()
-            up = await _probe(http, base_url.rstrip("/") + "/healthz")
+            up = await _probe(client, base_url.rstrip("/") + "/healthz", node_name(code))
             metrics.node_up.labels(code).set(1 if up else 0)
             metrics.node_probe_seconds.labels(code).set(time.perf_counter() - t0)
 

@@ -7,8 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import aiohttp
-
 from common.credentials import CredentialsFile
 from common.db import Database
 from common.http1 import Http1Client
@@ -37,9 +35,8 @@ class Runtime:
     registry: RegistryCache
     tokens: TokenService
     ledger: LedgerWriter
-    #: For the node probes (a few requests a minute).
-    http: aiohttp.ClientSession
-    #: For forwarding exchanges: the hot path's client, with the provider timeout.
+    #: For forwarding exchanges (the hot path's client, with the provider timeout and the
+    #: hub's TLS to providers) and for the node probes.
     upstream: Http1Client
     catalogue: Catalogue
     credentials: CredentialsFile | None
@@ -77,12 +74,6 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
             on_depth=metrics.ledger_queue.set,
         )
         await ledger.start()
-        connector = aiohttp.TCPConnector(
-            limit=settings.upstream_connections, limit_per_host=0, ttl_dns_cache=300
-        )
-        http = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
-        )
         credentials = (
             CredentialsFile(settings.credentials_path)
             if settings.environment == "development" and settings.write_credentials
@@ -99,7 +90,6 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
             registry=registry,
             tokens=TokenService(settings.signing_key_value(), settings.token_ttl_seconds),
             ledger=ledger,
-            http=http,
             upstream=Http1Client(
                 limit=settings.upstream_connections,
                 timeout=settings.provider_timeout_seconds,
@@ -134,7 +124,9 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
         runtime.shedder.lag.start()
         monitors = [
             asyncio.create_task(
-                probe_nodes(registry, http, metrics, interval=settings.probe_interval_seconds),
+                probe_nodes(
+                    registry, runtime.upstream, metrics, interval=settings.probe_interval_seconds
+                ),
                 name="node-probes",
             ),
             asyncio.create_task(
@@ -157,7 +149,6 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await ledger.stop()
-            await http.close()
             await runtime.upstream.close()
             await registry.stop()
     finally:

@@ -108,22 +108,28 @@ def nodes_schema(stack: Stack) -> Any:
     return _schema(f"{stack.nodes.url}/openapi.json", stack.nodes.url)
 
 
+def _node_schema(stack: Stack, node: str, service: str) -> Any:
+    """A node's service, fuzzed in-process through the node's own front (faults, edge
+    limits): its port takes only the hub's client certificate, as in production."""
+    app = network_of(stack.nodes).listeners[node].app
+    schema = schemathesis.openapi.from_asgi(f"/{service}/openapi.json", app)
+    assert schema.get_base_url().rstrip("/").endswith(f"/{service}"), schema.get_base_url()
+    return schema
+
+
 @pytest.fixture(scope="module")
 def population_schema(stack: Stack) -> Any:
-    base = network_of(stack.nodes).listeners["DANCU"].url + "/population"
-    return _schema(f"{base}/openapi.json", base)
+    return _node_schema(stack, "DANCU", "population")
 
 
 @pytest.fixture(scope="module")
 def civil_status_schema(stack: Stack) -> Any:
-    base = network_of(stack.nodes).listeners["HOTICH"].url + "/civil-status"
-    return _schema(f"{base}/openapi.json", base)
+    return _node_schema(stack, "HOTICH", "civil-status")
 
 
 @pytest.fixture(scope="module")
 def one_stop_schema(stack: Stack) -> Any:
-    base = network_of(stack.nodes).listeners["P01"].url + "/one-stop"
-    return _schema(f"{base}/openapi.json", base)
+    return _node_schema(stack, "P01", "one-stop")
 
 
 def fuzz(schema: Any, headers_for: Callable[[str], dict[str, str]] | None = None) -> None:

@@ -67,6 +67,7 @@ ERRORS = "P01"
 ACTIVE = ("P01", "P79", "P48", "BCA", "BTP")
 
 GATEWAY_ADMIN = "gateway-admin-token-0123456789abcdef"
+PORTAL = "portal-secret-chosen-by-the-operator-0123"
 #: Background exchanges per second, all the way through.
 RATE = 20.0
 
@@ -180,6 +181,27 @@ def start_stack(prometheus_binary: str, workdir: Path) -> Iterator[Stack]:
         credentials = workdir / "shared" / "credentials.json"
         CredentialsFile(credentials).set_section("hub", {"url": hub.url})
         nodes = start_nodes(hub)
+        # The operator connects the public service portal (the gateway's own identity, the
+        # one that reports completed dossiers) with a secret of its choosing.
+        gateway_port = free_port()
+        portal = httpx.post(
+            f"{hub.url}/admin/registry",
+            json={
+                "nodes": [
+                    {
+                        "code": "DVCQG",
+                        "name": "Cổng Dịch vụ công quốc gia",
+                        "kind": "portal",
+                        "base_url": f"http://127.0.0.1:{gateway_port}",
+                        "credentials": [{"client_id": "dvcqg-portal", "client_secret": PORTAL}],
+                    }
+                ],
+                "grants": [],
+            },
+            headers=hub.admin,
+            timeout=30,
+        )
+        assert portal.status_code == 200, portal.text
         settings = GatewaySettings(
             environment="production",
             data_dir=workdir / "gateway",
@@ -187,7 +209,9 @@ def start_stack(prometheus_binary: str, workdir: Path) -> Iterator[Stack]:
             hub_url=hub.url,
             credentials_file=credentials,
             admin_token=GATEWAY_ADMIN,
-            port=free_port(),
+            port=gateway_port,
+            portal_client_id="dvcqg-portal",
+            portal_client_secret=PORTAL,
         )
         gateway = ThreadServer(create_gateway_app(settings), port=settings.port).start()
         stops.callback(gateway.stop)

@@ -22,7 +22,7 @@ KEY = "k" * 40
 
 def test_token_round_trip_and_cache() -> None:
     service = TokenService(KEY, 60)
-    token = service.issue(node="P01", client_id="p01-abc")
+    token = service.issue(node="P01", client_id="p01-abc", generation="g1")
     claims = service.verify(token)
     assert (claims.node, claims.client_id) == ("P01", "p01-abc")
     assert service.verify(token) is claims  # the second check is a cache hit
@@ -56,7 +56,10 @@ def test_token_round_trip_and_cache() -> None:
 )
 def test_token_forgeries_refused(forge: object) -> None:
     service = TokenService(KEY, 60)
-    good = jwt.decode(service.issue(node="P01", client_id="c"), options={"verify_signature": False})
+    good = jwt.decode(
+        service.issue(node="P01", client_id="c", generation="g1"),
+        options={"verify_signature": False},
+    )
     with pytest.raises(TokenInvalid):
         service.verify(forge(good))  # type: ignore[operator]
 

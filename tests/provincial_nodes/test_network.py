@@ -136,7 +136,8 @@ async def test_injected_faults_reach_consumer_and_ledger(
         assert down.status_code == 503
         assert down.json()["code"] == "provider_unavailable"
         assert await outcome_of(down) == "unavailable"
-        listed = (await client.get(f"{nodes.url}/nodes/DANCU")).json()
+        control = {"Authorization": f"Bearer {network.admin_token}"}
+        listed = (await client.get(f"{nodes.url}/nodes/DANCU", headers=control)).json()
         assert listed["listening"] is False
 
         token = network.admin_token
