@@ -15,9 +15,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response, status
 from sqlalchemy import select
 
-from common.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from common.errors import Conflict, Forbidden, InvalidRequest, LedgerUnavailableError, NotFound
 from national_hub.auth import CallerDep, NodeDep, RuntimeDep
-from national_hub.exchange import LedgerUnavailableError
 from national_hub.ledger import DossierReport, LedgerUnavailable
 from national_hub.models import Dossier
 from national_hub.schemas import DOSSIER_PATTERN, DossierComplete, DossierPublic
@@ -52,6 +51,7 @@ async def complete_dossier(
         raise InvalidRequest(
             f"procedure: {data.procedure!r} is not in the catalogue",
             code="unknown_procedure",
+            status=400,
         )
     report = DossierReport(
         dossier=dossier_id,
