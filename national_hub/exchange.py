@@ -51,7 +51,6 @@ from common.errors import (
     TokenInvalid,
     TokenMissing,
     UnknownProvider,
-    UnknownService,
     header_block,
     problem_headers,
     send_problem,
@@ -110,22 +109,6 @@ _FORWARD_RESPONSE = frozenset(
         b"tracestate",
     }
 )
-
-_OUTCOMES: dict[type[ProblemError], Outcome] = {
-    TokenMissing: Outcome.UNAUTHORIZED,
-    TokenInvalid: Outcome.UNAUTHORIZED,
-    NotGranted: Outcome.FORBIDDEN,
-    UnknownProvider: Outcome.NOT_FOUND,
-    UnknownService: Outcome.NOT_FOUND,
-    PayloadTooLarge: Outcome.TOO_LARGE,
-    HeadersTooLarge: Outcome.TOO_LARGE,
-    ProviderTimeout: Outcome.TIMEOUT,
-    ProviderUnavailable: Outcome.UNAVAILABLE,
-    ProviderBadResponse: Outcome.PROVIDER_ERROR,
-    ProviderCircuitOpen: Outcome.CIRCUIT_OPEN,
-    ProviderBusy: Outcome.OVERLOADED,
-    HubOverloaded: Outcome.OVERLOADED,
-}
 
 _RETRY_SOON = {"Retry-After": "1"}
 
@@ -325,8 +308,7 @@ class ExchangeHandler:
                     runtime, ex, scope, headers, receive
                 )
             except ProblemError as err:
-                outcome = _OUTCOMES.get(type(err), Outcome.BAD_REQUEST)
-                await self._refuse(runtime, ex, err, scope, send, outcome)
+                await self._refuse(runtime, ex, err, scope, send)
                 return
             try:
                 await runtime.ledger.record(ex.row(status, outcome, len(body)))
@@ -532,15 +514,14 @@ class ExchangeHandler:
         err: ProblemError,
         scope: Scope,
         send: Send,
-        outcome: Outcome,
     ) -> None:
         # No ``instance``: the path as sent may carry a citizen's ID number.
         body = err.body()
         try:
-            await runtime.ledger.record(ex.row(err.status, outcome, len(body)))
+            await runtime.ledger.record(ex.row(err.status, err.outcome, len(body)))
         except LedgerUnavailable:
             log.warning("refusal %s not recorded: ledger unavailable", ex.txid)
-        _observe(runtime, ex, outcome, len(body), err.status, err.code)
+        _observe(runtime, ex, err.outcome, len(body), err.status, err.code)
         if err.code in _AUTH_REFUSALS:
             runtime.metrics.auth_failures.labels(err.code).inc()
         await self._send_problem(ex, err, scope, send, body)

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from common.contract import TOKEN_SCOPE, Outcome
+from common.contract import TOKEN_SCOPE
 from common.errors import ProblemError, lookup, problem_response
 from national_hub.audit import record_refusal
 from national_hub.auth import RuntimeDep
@@ -25,12 +25,6 @@ __all__ = ["router"]
 router = APIRouter(tags=["oauth2"])
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-_REFUSAL_OUTCOMES = {
-    401: Outcome.UNAUTHORIZED,
-    403: Outcome.FORBIDDEN,
-    413: Outcome.TOO_LARGE,
-    429: Outcome.OVERLOADED,
-}
 _MAX_FORM_BYTES = 8192
 
 
@@ -94,14 +88,7 @@ async def issue_token(request: Request, runtime: RuntimeDep) -> Response:
         return await _issue(request, runtime)
     except OAuthError as err:
         runtime.metrics.auth_failures.labels(err.code).inc()
-        await record_refusal(
-            runtime,
-            method="POST",
-            path="/token",
-            status=err.status,
-            outcome=_REFUSAL_OUTCOMES.get(err.status, Outcome.BAD_REQUEST),
-            consumer=err.node,
-        )
+        await record_refusal(runtime, err, method="POST", path="/token", consumer=err.node)
         return problem_response(err)
 
 
