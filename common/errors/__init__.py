@@ -27,6 +27,7 @@ One renderer writes them, in whichever form a service answers: a Starlette respo
 from __future__ import annotations
 
 from common.errors._catalogue import CATALOGUE, SECTIONS, Problem, Section, lookup
+from common.errors._docs import render_docs
 from common.errors._errors import (
     AdminTokenInvalid,
     Conflict,
@@ -116,6 +117,7 @@ __all__ = [
     "problem_headers",
     "problem_response",
     "problem_responses",
+    "render_docs",
     "send_problem",
     "status_line",
 ]
