@@ -1,20 +1,18 @@
 """The wire contract between the hub, the nodes and the gateway.
 
-Everything a node or the gateway needs to speak to the hub lives here and nowhere else:
-header names, the token's claims, the ledger's outcomes and the error body.
+Everything a node or the gateway needs to speak to the hub lives here or in the error
+catalogue (``common.errors``): header names, the token's claims, the ledger's outcomes
+and the error body's media type.
 
 Errors travel as RFC 9457 problem details (``application/problem+json``) with one extra
 member, ``code``: a stable, machine-readable identifier that clients branch on. The
-human ``title`` and ``detail`` may change between releases; ``code`` does not.
+human ``title`` and ``detail`` may change between releases; ``code`` does not. Every code,
+with its status and ledger outcome, is in ``common.errors``' catalogue (``docs/errors.md``).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from typing import Any
-
-import orjson
 
 __all__ = [
     "HEADER_CONSUMER",
@@ -25,12 +23,12 @@ __all__ = [
     "HEADER_TRACESTATE",
     "HEADER_TRANSACTION_ID",
     "PROBLEM_CONTENT_TYPE",
+    "PROBLEM_TYPE_BASE",
     "TOKEN_AUDIENCE",
     "TOKEN_ISSUER",
     "TOKEN_SCOPE",
     "Outcome",
-    "ProblemError",
-    "problem_body",
+    "outcome_for_status",
 ]
 
 #: Set by the hub on every exchange response (and forwarded to the provider).
@@ -80,69 +78,10 @@ class Outcome(enum.StrEnum):
     OVERLOADED = "overloaded"
 
 
-class ProblemError(Exception):
-    """An error that is answered to the caller as a problem+json body.
-
-    Subclasses set ``status``, ``code`` and ``title``; raise them with a ``detail``.
-    """
-
-    status: int = 400
-    code: str = "bad_request"
-    title: str = "Bad request"
-
-    def __init__(
-        self,
-        detail: str | None = None,
-        *,
-        headers: Mapping[str, str] | None = None,
-        extra: Mapping[str, Any] | None = None,
-        code: str | None = None,
-        status: int | None = None,
-        title: str | None = None,
-    ) -> None:
-        super().__init__(detail or self.title)
-        if code is not None:
-            self.code = code
-        if status is not None:
-            self.status = status
-        if title is not None:
-            self.title = title
-        self.detail = detail or self.title
-        self.headers = dict(headers or {})
-        self.extra = dict(extra or {})
-
-    def body(self, instance: str | None = None) -> bytes:
-        """Render this error as a problem+json body."""
-        return problem_body(
-            status=self.status,
-            code=self.code,
-            title=self.title,
-            detail=self.detail,
-            instance=instance,
-            extra=self.extra,
-        )
-
-
-def problem_body(
-    *,
-    status: int,
-    code: str,
-    title: str,
-    detail: str,
-    instance: str | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> bytes:
-    """Serialise an RFC 9457 problem details object with our ``code`` member."""
-    doc: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + code,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-    }
-    if instance is not None:
-        doc["instance"] = instance
-    if extra:
-        for key, value in extra.items():
-            doc.setdefault(key, value)
-    return orjson.dumps(doc)
+def outcome_for_status(status: int) -> Outcome:
+    """How the ledger records a provider's answer with this status."""
+    if status >= 500:
+        return Outcome.PROVIDER_ERROR
+    if status >= 400:
+        return Outcome.CLIENT_ERROR
+    return Outcome.OK

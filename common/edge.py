@@ -18,7 +18,14 @@ import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from common.contract import PROBLEM_CONTENT_TYPE, ProblemError
+from common.errors import (
+    HeadersTooLarge,
+    JsonTooDeep,
+    PayloadTooLarge,
+    ProblemError,
+    SlowSender,
+    send_problem,
+)
 
 __all__ = ["EdgeGuard", "EdgeLimits", "check_json_depth", "header_bytes", "read_body"]
 
@@ -27,30 +34,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-class HeadersTooLarge(ProblemError):
-    status = 431
-    code = "headers_too_large"
-    title = "Request headers too large"
-
-
-class BodyTooLarge(ProblemError):
-    status = 413
-    code = "payload_too_large"
-    title = "Request body too large"
-
-
-class SlowSender(ProblemError):
-    status = 408
-    code = "request_timeout"
-    title = "Request body too slow"
-
-
-class JsonTooDeep(ProblemError):
-    status = 400
-    code = "json_too_deep"
-    title = "JSON nested too deeply"
 
 
 class EdgeLimits:
@@ -99,24 +82,10 @@ def check_json_depth(body: bytes, limit: int) -> None:
             depth -= 1
 
 
-async def send_problem(send: Send, error: ProblemError) -> None:
-    body = error.body()
-    headers = [
-        (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    if isinstance(error, SlowSender):
-        # The rest of a stalled body may never come: do not wait for it on this connection.
-        headers.append((b"connection", b"close"))
-    headers.extend((k.lower().encode(), v.encode("latin-1")) for k, v in error.headers.items())
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 async def read_body(receive: Receive, limits: EdgeLimits, declared: int | None) -> bytes:
     """The whole request body, within the size and pace limits."""
     if declared is not None and declared > limits.max_body_bytes:
-        raise BodyTooLarge(
+        raise PayloadTooLarge(
             f"request body of {declared} bytes is over {limits.max_body_bytes} bytes"
         )
     chunks: list[bytes] = []
@@ -132,7 +101,7 @@ async def read_body(receive: Receive, limits: EdgeLimits, declared: int | None) 
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limits.max_body_bytes:
-            raise BodyTooLarge(f"request body is over {limits.max_body_bytes} bytes")
+            raise PayloadTooLarge(f"request body is over {limits.max_body_bytes} bytes")
         if chunk:
             chunks.append(chunk)
         if not message.get("more_body", False):

@@ -18,8 +18,14 @@ from typing import Any, Self
 
 import httpx
 
-from common.contract import HEADER_DOSSIER, HEADER_PROCEDURE, HEADER_REQUEST_ID
+from common.contract import (
+    HEADER_DOSSIER,
+    HEADER_PROCEDURE,
+    HEADER_REQUEST_ID,
+    PROBLEM_CONTENT_TYPE,
+)
 from common.credentials import read_credentials
+from common.errors import TokenInvalid
 
 __all__ = ["HubClient", "TokenError"]
 
@@ -144,7 +150,7 @@ class HubClient:
             )
             if resp.status_code != 401 or attempt:
                 return resp
-            problem = resp.headers.get("content-type", "").startswith("application/problem+json")
-            if problem and resp.json().get("code") != "invalid_token":
+            problem = resp.headers.get("content-type", "").startswith(PROBLEM_CONTENT_TYPE)
+            if problem and resp.json().get("code") != TokenInvalid.code:
                 return resp
         return resp  # pragma: no cover - the loop always returns

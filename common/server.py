@@ -29,7 +29,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from common.contract import problem_body
+from common.errors import SlowSender, http_answer
 
 __all__ = [
     "ADMITTED",
@@ -65,19 +65,7 @@ class Door:
 
 
 def _answer_408(seconds: float) -> bytes:
-    body = problem_body(
-        status=408,
-        code="request_timeout",
-        title="Request headers too slow",
-        detail=f"the request's headers did not arrive within {seconds:g} s",
-    )
-    head = (
-        "HTTP/1.1 408 Request Timeout\r\n"
-        "content-type: application/problem+json\r\n"
-        f"content-length: {len(body)}\r\n"
-        "connection: close\r\n\r\n"
-    )
-    return head.encode() + body
+    return http_answer(SlowSender(f"the request's headers did not arrive within {seconds:g} s"))
 
 
 class _NoEvent:

@@ -13,8 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from uuid_utils import uuid7
 
-from common.contract import ProblemError
-from common.errors import NotFound
+from common.errors import NotFound, UnprocessableDossier
 from country.procedures import Procedure
 from gateway.applicant import validate_applicant
 from gateway.auth import KeyDep, RuntimeDep
@@ -34,12 +33,6 @@ from gateway.schemas import (
 __all__ = ["router"]
 
 router = APIRouter()
-
-
-class UnprocessableDossier(ProblemError):
-    status = 422
-    code = "unprocessable"
-    title = "The dossier cannot be accepted"
 
 
 def _procedure_public(p: Procedure) -> ProcedurePublic:
@@ -156,6 +149,7 @@ async def submit_dossier(
         raise UnprocessableDossier(
             f"procedure: no procedure {data.procedure!r} in the catalogue",
             code="unknown_procedure",
+            status=422,
             extra={"field": "procedure"},
         )
     province = data.province if data.province.startswith("P") else f"P{data.province}"

@@ -7,11 +7,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from common.contract import ProblemError
+from common.errors import InvalidApplicant
 from country.citizens import is_valid_id_number
 from country.procedures import ApplicantField, Procedure
 
-__all__ = ["InvalidApplicant", "validate_applicant"]
+__all__ = ["validate_applicant"]
 
 _NAME = re.compile(r"^[^\W\d_]+(?:[ '\-][^\W\d_]+)+$")
 _PATTERNS = {
@@ -22,12 +22,6 @@ _PATTERNS = {
         "a 15-character health-insurance card number",
     ),
 }
-
-
-class InvalidApplicant(ProblemError):
-    status = 400
-    code = "invalid_applicant"
-    title = "Invalid applicant data"
 
 
 def _fail(field: str, message: str) -> InvalidApplicant:

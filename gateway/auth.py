@@ -7,8 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from common.contract import ProblemError
-from common.errors import AdminTokenInvalid
+from common.errors import AdminTokenInvalid, InvalidApiKey, RateLimited
 from gateway.keys import find_key
 from gateway.models import ApiKey
 from gateway.runtime import GatewayRuntime
@@ -22,18 +21,6 @@ def get_runtime(request: Request) -> GatewayRuntime:
 
 
 RuntimeDep = Annotated[GatewayRuntime, Depends(get_runtime)]
-
-
-class InvalidApiKey(ProblemError):
-    status = 401
-    code = "invalid_api_key"
-    title = "API key required"
-
-
-class RateLimited(ProblemError):
-    status = 429
-    code = "rate_limited"
-    title = "Too many requests"
 
 
 def _presented_key(request: Request) -> str | None:

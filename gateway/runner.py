@@ -27,8 +27,10 @@ import httpx
 import orjson
 from sqlalchemy import select, update
 
+from common.contract import Outcome, outcome_for_status
 from common.credentials import CredentialsFile, read_credentials
 from common.db import Database
+from common.errors import CATALOGUE
 from common.hubclient import HubClient, TokenError
 from country.procedures import Catalogue
 from gateway.metrics import GatewayMetrics
@@ -39,22 +41,24 @@ __all__ = ["DossierRunner", "ProvinceClients"]
 
 log = logging.getLogger("ngsp.gateway.runner")
 
-#: Outcomes a step records, as the hub's ledger names them.
 #: How long a replica's claim on a dossier lasts; every step renews it. Longer than any
 #: step can take (the hub answers within its provider timeout).
 CLAIM_SECONDS = 120.0
 
-_HUB_OUTCOMES = {
-    "missing_token": "unauthorized",
-    "invalid_token": "unauthorized",
-    "not_granted": "forbidden",
-    "unknown_provider": "not_found",
-    "unknown_service": "not_found",
-    "payload_too_large": "too_large",
-    "provider_timeout": "timeout",
-    "provider_unavailable": "unavailable",
-    "provider_bad_response": "provider_error",
-}
+
+def _hub_outcome(code: object, status: int) -> Outcome:
+    """The outcome the hub's ledger gave a failed exchange, read from its answer.
+
+    A code the hub refuses with has its outcome in the catalogue. A ``bad_request`` code
+    (``invalid_request``, ``method_not_allowed``, ``request_timeout``) is the hub's only
+    for a malformed request, and the gateway's are well formed: such an answer is the
+    provider's, which the ledger records by its status, like any other.
+    """
+    problem = CATALOGUE.get(code) if isinstance(code, str) else None
+    outcome = problem.outcome if problem is not None else None
+    if outcome is None or outcome is Outcome.BAD_REQUEST:
+        return outcome_for_status(status)
+    return outcome
 
 
 def _trace_id(dossier_id: str) -> str:
@@ -427,9 +431,7 @@ class DossierRunner:
             )
         code = body.get("code") if isinstance(body, dict) else None
         detail = body.get("detail") if isinstance(body, dict) else None
-        outcome = _HUB_OUTCOMES.get(
-            str(code), "provider_error" if resp.status_code >= 500 else "client_error"
-        )
+        outcome = _hub_outcome(code, resp.status_code)
         return _StepResult(
             step.id,
             "failed",

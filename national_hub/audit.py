@@ -12,6 +12,7 @@ import time
 
 from uuid_utils import uuid7
 
+from common.errors import ProblemError
 from national_hub.ledger.row import LedgerRow
 from national_hub.ledger.writer import LedgerUnavailable
 from national_hub.runtime import Runtime
@@ -23,14 +24,13 @@ log = logging.getLogger("ngsp.hub.audit")
 
 async def record_refusal(
     runtime: Runtime,
+    refusal: ProblemError,
     *,
     method: str,
     path: str,
-    status: int,
-    outcome: str,
     consumer: str | None = None,
 ) -> str:
-    """Write a refusal to the ledger; returns its transaction id."""
+    """Write a refusal to the ledger, with its status and outcome; returns its transaction id."""
     now = time.time_ns() // 1000
     txid = str(uuid7())
     row = LedgerRow(
@@ -42,8 +42,8 @@ async def record_refusal(
         dossier=None,
         method=method,
         path=path,
-        status=status,
-        outcome=outcome,
+        status=refusal.status,
+        outcome=refusal.outcome,
         requested_at=now,
         forwarded_at=None,
         provider_responded_at=None,

@@ -8,8 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from common.contract import Outcome
-from common.errors import AdminTokenInvalid, Forbidden, TokenInvalid, TokenMissing
+from common.errors import AdminTokenInvalid, Forbidden, ProblemError, TokenInvalid, TokenMissing
 from national_hub.audit import record_refusal
 from national_hub.registry import NodeInfo
 from national_hub.routing import consumer_of
@@ -81,19 +80,20 @@ async def require_admin(request: Request, runtime: RuntimeDep) -> None:
             node = await _node_for(runtime, token)
         except (TokenInvalid, TokenMissing):
             node = None
-    status = 403 if node is not None else 401
+    refusal: ProblemError = (
+        Forbidden("node tokens cannot use the admin API")
+        if node is not None
+        else AdminTokenInvalid("send 'Authorization: Bearer <admin token>'")
+    )
     await record_refusal(
         runtime,
+        refusal,
         method=request.method,
         path=path,
-        status=status,
-        outcome=Outcome.FORBIDDEN if node is not None else Outcome.UNAUTHORIZED,
         consumer=node.code if node is not None else None,
     )
     runtime.metrics.auth_failures.labels("admin_forbidden" if node else "invalid_admin_token").inc()
-    if node is not None:
-        raise Forbidden("node tokens cannot use the admin API")
-    raise AdminTokenInvalid("send 'Authorization: Bearer <admin token>'")
+    raise refusal
 
 
 async def require_node(request: Request, runtime: RuntimeDep) -> NodeInfo:

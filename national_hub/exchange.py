@@ -28,22 +28,18 @@ from common.contract import (
     HEADER_CONSUMER,
     HEADER_TRACEPARENT,
     HEADER_TRANSACTION_ID,
-    PROBLEM_CONTENT_TYPE,
     Outcome,
-    ProblemError,
+    outcome_for_status,
 )
-from common.edge import (
-    BodyTooLarge,
-    EdgeLimits,
-    HeadersTooLarge,
-    SlowSender,
-    header_bytes,
-    read_body,
-)
+from common.edge import EdgeLimits, header_bytes, read_body
 from common.errors import (
+    HeadersTooLarge,
     HubOverloaded,
     InvalidRequest,
+    LedgerUnavailableError,
+    MethodNotAllowed,
     NotGranted,
+    ProblemError,
     ProviderBadResponse,
     ProviderBusy,
     ProviderCircuitOpen,
@@ -52,7 +48,10 @@ from common.errors import (
     TokenInvalid,
     TokenMissing,
     UnknownProvider,
-    UnknownService,
+    header_block,
+    problem_headers,
+    send_problem,
+    status_line,
 )
 from common.http1 import AnswerTooLarge, BadAnswer, CannotConnect, ServerDisconnected
 from common.pki import node_name
@@ -111,44 +110,12 @@ _FORWARD_RESPONSE = frozenset(
     }
 )
 
-_OUTCOMES: dict[type[ProblemError], Outcome] = {
-    TokenMissing: Outcome.UNAUTHORIZED,
-    TokenInvalid: Outcome.UNAUTHORIZED,
-    NotGranted: Outcome.FORBIDDEN,
-    UnknownProvider: Outcome.NOT_FOUND,
-    UnknownService: Outcome.NOT_FOUND,
-    BodyTooLarge: Outcome.TOO_LARGE,
-    HeadersTooLarge: Outcome.TOO_LARGE,
-    ProviderTimeout: Outcome.TIMEOUT,
-    ProviderUnavailable: Outcome.UNAVAILABLE,
-    ProviderBadResponse: Outcome.PROVIDER_ERROR,
-    ProviderCircuitOpen: Outcome.CIRCUIT_OPEN,
-    ProviderBusy: Outcome.OVERLOADED,
-    HubOverloaded: Outcome.OVERLOADED,
-}
-
-
-class LedgerUnavailableError(ProblemError):
-    status = 503
-    code = "ledger_unavailable"
-    title = "Ledger unavailable"
-
-
-class MethodNotAllowed(ProblemError):
-    status = 405
-    code = "method_not_allowed"
-    title = "Method not allowed"
-
-
 _RETRY_SOON = {"Retry-After": "1"}
 
 
-_SHED_BODY = HubOverloaded("the hub is over capacity; retry shortly").body()
-_SHED_HEADERS = [
-    (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-    (b"content-length", str(len(_SHED_BODY)).encode()),
-    (b"retry-after", b"1"),
-]
+_SHED = HubOverloaded("the hub is over capacity; retry shortly", headers=_RETRY_SOON)
+_SHED_BODY = _SHED.body()
+_SHED_HEADERS = problem_headers(_SHED, _SHED_BODY)
 
 
 def door(runtime: Runtime) -> Door:
@@ -165,19 +132,19 @@ def door(runtime: Runtime) -> Door:
     return Door(
         prefix=EXCHANGE_PREFIX.encode(),
         admit=admit,
-        status_line=b"HTTP/1.1 503 Service Unavailable\r\n",
-        headers=b"".join(name + b": " + value + b"\r\n" for name, value in _SHED_HEADERS),
+        status_line=status_line(_SHED.status),
+        headers=header_block(_SHED_HEADERS),
         body=_SHED_BODY,
     )
 
 
 async def send_shed(send: Send) -> None:
     """The cheapest answer the hub gives: a prepared 503 hub_overloaded."""
-    await send({"type": "http.response.start", "status": 503, "headers": _SHED_HEADERS})
+    await send({"type": "http.response.start", "status": _SHED.status, "headers": _SHED_HEADERS})
     await send({"type": "http.response.body", "body": _SHED_BODY})
 
 
-_AUTH_REFUSALS = frozenset({"missing_token", "invalid_token", "not_granted"})
+_AUTH_REFUSALS = frozenset({TokenMissing.code, TokenInvalid.code, NotGranted.code})
 
 
 def _observe(
@@ -254,15 +221,6 @@ def hub_location(location: str, service: ServiceInfo) -> str | None:
     if "://" in location or location.startswith(("/", "\\")):
         return None
     return location
-
-
-def outcome_for_status(status: int) -> Outcome:
-    """Classify a provider's status code."""
-    if status >= 500:
-        return Outcome.PROVIDER_ERROR
-    if status >= 400:
-        return Outcome.CLIENT_ERROR
-    return Outcome.OK
 
 
 class _Exchange:
@@ -407,8 +365,7 @@ class ExchangeHandler:
                     runtime, ex, scope, headers, receive
                 )
             except ProblemError as err:
-                outcome = _OUTCOMES.get(type(err), Outcome.BAD_REQUEST)
-                await self._refuse(runtime, ex, err, send, outcome)
+                await self._refuse(runtime, ex, err, send)
                 return
             try:
                 await runtime.ledger.record(ex.row(status, outcome, len(body)))
@@ -616,15 +573,14 @@ class ExchangeHandler:
         ex: _Exchange,
         err: ProblemError,
         send: Send,
-        outcome: Outcome,
     ) -> None:
         # No ``instance``: the path as sent may carry a citizen's ID number.
         body = err.body()
         try:
-            await runtime.ledger.record(ex.row(err.status, outcome, len(body)))
+            await runtime.ledger.record(ex.row(err.status, err.outcome, len(body)))
         except LedgerUnavailable:
             log.warning("refusal %s not recorded: ledger unavailable", ex.txid)
-        _observe(runtime, ex, outcome, len(body), err.status, err.code)
+        _observe(runtime, ex, err.outcome, len(body), err.status, err.code)
         if err.code in _AUTH_REFUSALS:
             runtime.metrics.auth_failures.labels(err.code).inc()
         await self._send_problem(ex, err, send, body)
@@ -632,16 +588,5 @@ class ExchangeHandler:
     async def _send_problem(
         self, ex: _Exchange, err: ProblemError, send: Send, body: bytes | None = None
     ) -> None:
-        if body is None:
-            body = err.body()
-        out = [
-            (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-            (b"content-length", str(len(body)).encode()),
-            (b"x-transaction-id", ex.txid.encode()),
-            (b"traceparent", ex.traceparent.encode()),
-        ]
-        out.extend((k.lower().encode(), v.encode("latin-1")) for k, v in err.headers.items())
-        if isinstance(err, SlowSender):
-            out.append((b"connection", b"close"))  # the rest of the body may never come
-        await send({"type": "http.response.start", "status": err.status, "headers": out})
-        await send({"type": "http.response.body", "body": body})
+        ids = ((b"x-transaction-id", ex.txid.encode()), (b"traceparent", ex.traceparent.encode()))
+        await send_problem(send, err, body=body, before=ids)

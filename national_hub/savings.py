@@ -22,12 +22,18 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response, status
 from sqlalchemy import select
 
-from common.contract import Outcome, ProblemError
-from common.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from common.contract import Outcome
+from common.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    LedgerUnavailableError,
+    NotFound,
+    ProblemError,
+)
 from country.procedures import Procedure
 from national_hub.audit import record_refusal
 from national_hub.auth import CallerDep, NodeDep, RuntimeDep
-from national_hub.exchange import LedgerUnavailableError
 from national_hub.ledger.writer import DossierReport, LedgerUnavailable
 from national_hub.models import Dossier, ledger_table
 from national_hub.runtime import Runtime
@@ -45,22 +51,8 @@ _PATH = "/dossiers/{dossier_id}/complete"
 _PROVINCE = "{province}"
 
 
-class ReportingNotGranted(ProblemError):
-    status = 403
-    code = "reporting_not_granted"
-    title = "Not allowed to report completions"
-
-
-class DossierNotInLedger(ProblemError):
-    status = 409
-    code = "dossier_not_in_ledger"
-    title = "The dossier's exchanges are not in the ledger"
-
-
-async def _refuse(runtime: Runtime, node: str, err: ProblemError, outcome: Outcome) -> None:
-    await record_refusal(
-        runtime, method="POST", path=_PATH, status=err.status, outcome=outcome, consumer=node
-    )
+async def _refuse(runtime: Runtime, node: str, err: ProblemError) -> None:
+    await record_refusal(runtime, err, method="POST", path=_PATH, consumer=node)
     raise err
 
 
@@ -115,27 +107,28 @@ async def complete_dossier(
         await _refuse(
             runtime,
             node.code,
-            ReportingNotGranted(
-                f"{node.code} may not report completions: only the public service portal may"
+            Forbidden(
+                f"{node.code} may not report completions: only the public service portal may",
+                code="reporting_not_granted",
             ),
-            Outcome.FORBIDDEN,
         )
     procedure = runtime.catalogue.get(data.procedure)
     if procedure is None:
         raise InvalidRequest(
             f"procedure: {data.procedure!r} is not in the catalogue",
             code="unknown_procedure",
+            status=400,
         )
     ran_by = await _ran_by(runtime, dossier_id, procedure)
     if data.outcome == "completed" and ran_by is None:
         await _refuse(
             runtime,
             node.code,
-            DossierNotInLedger(
+            Conflict(
                 f"dossier {dossier_id}: the ledger holds no answered exchange, by one node, "
-                f"for every step of {procedure.code}"
+                f"for every step of {procedure.code}",
+                code="dossier_not_in_ledger",
             ),
-            Outcome.BAD_REQUEST,
         )
     report = DossierReport(
         dossier=dossier_id,

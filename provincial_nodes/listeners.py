@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 import uvicorn
 
-from common.contract import PROBLEM_CONTENT_TYPE, problem_body
+from common.errors import InjectedFault, UnknownService, send_problem
 from common.pki import HUB_NAME
 from common.server import GuardedHttpToolsProtocol
 from provincial_nodes.faults import FaultBook
@@ -68,13 +68,9 @@ class NodeApp:
         app = self.services.get(service)
         started = time.perf_counter()
         if app is None:
-            body = problem_body(
-                status=404,
-                code="unknown_service",
-                title="Unknown service",
-                detail=f"node {self.code} offers no service {service!r}",
+            await send_problem(
+                send, UnknownService(f"node {self.code} offers no service {service!r}")
             )
-            await _send(send, 404, PROBLEM_CONTENT_TYPE, body)
             self._count("unknown", 404, started)
             return
         verdict = self.faults.verdict(self.code)
@@ -83,13 +79,10 @@ class NodeApp:
                 self.metrics.faults.labels(self.code, "latency").inc()
             await asyncio.sleep(verdict.delay)
         if verdict.error_status is not None:
-            body = problem_body(
-                status=verdict.error_status,
-                code="injected_fault",
-                title="Injected fault",
-                detail=f"node {self.code} answered with an injected error",
+            fault = InjectedFault(
+                f"node {self.code} answered with an injected error", status=verdict.error_status
             )
-            await _send(send, verdict.error_status, PROBLEM_CONTENT_TYPE, body)
+            await send_problem(send, fault)
             if self.metrics is not None:
                 self.metrics.faults.labels(self.code, "error").inc()
             self._count(service, verdict.error_status, started)

@@ -351,7 +351,7 @@ def decide(snapshot: Snapshot, consumer: str, call: _Call) -> Route:
             service=None,
             path=mask_path(f"/{call.provider}/{call.service}{call.path}"),
             status=err.status,
-            outcome=Outcome.NOT_FOUND,
+            outcome=err.outcome,
             response_bytes=len(err.body()),
         )
     path = service.templates.template_for(call.path)
@@ -364,7 +364,7 @@ def decide(snapshot: Snapshot, consumer: str, call: _Call) -> Route:
             service=service.code,
             path=path,
             status=err.status,
-            outcome=Outcome.FORBIDDEN,
+            outcome=err.outcome,
             response_bytes=len(err.body()),
         )
     return Route(forwarded=True, provider=provider, service=service.code, path=path)
@@ -375,8 +375,8 @@ def decide(snapshot: Snapshot, consumer: str, call: _Call) -> Route:
 # What a forwarded exchange records, by outcome and method: status, request and response bytes.
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _REQUEST_BYTES = {"GET": 0, "POST": 640, "PUT": 640, "PATCH": 320, "DELETE": 0}
-_TIMEOUT_BODY = len(ProviderTimeout("no answer within 10 s").body())
-_UNAVAILABLE_BODY = len(ProviderUnavailable("cannot connect to the provider: refused").body())
+_TIMEOUT = ProviderTimeout("no answer within 10 s")
+_UNAVAILABLE = ProviderUnavailable("cannot connect to the provider: refused")
 _RECORDED: dict[tuple[str, str], tuple[int, int, int]] = {}
 for _m in _METHODS:
     _writes = _m != "GET" and _m != "DELETE"
@@ -384,8 +384,8 @@ for _m in _METHODS:
     _RECORDED[(Outcome.OK, _m)] = (201 if _m == "POST" else 200, _req, 420 if _writes else 860)
     _RECORDED[(Outcome.CLIENT_ERROR, _m)] = (422 if _writes else 404, _req, 240 if _writes else 190)
     _RECORDED[(Outcome.PROVIDER_ERROR, _m)] = (500, _req, 120)
-    _RECORDED[(Outcome.TIMEOUT, _m)] = (504, _req, _TIMEOUT_BODY)
-    _RECORDED[(Outcome.UNAVAILABLE, _m)] = (503, _req, _UNAVAILABLE_BODY)
+    for _err in (_TIMEOUT, _UNAVAILABLE):
+        _RECORDED[(_err.outcome, _m)] = (_err.status, _req, len(_err.body()))
 #: Outcomes whose provider answered (a latency), as against a timeout or refused connection.
 _ANSWERED = frozenset({Outcome.OK, Outcome.CLIENT_ERROR, Outcome.PROVIDER_ERROR})
 

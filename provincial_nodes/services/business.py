@@ -18,7 +18,8 @@ from typing import Annotated
 from fastapi import FastAPI, Path
 from pydantic import BaseModel
 
-from provincial_nodes.services.common import InvalidInput, NotFoundError, service_app
+from common.errors import InvalidInput, NotFound
+from provincial_nodes.services.common import service_app
 from provincial_nodes.world import World
 
 __all__ = ["EnterprisePublic", "check_digit", "create_app", "enterprise", "sample_tax_codes"]
@@ -176,7 +177,7 @@ def create_app(world: World) -> FastAPI:
             )
         found = enterprise(world, tax_code)
         if found is None:
-            raise NotFoundError(f"no enterprise {tax_code}", code="enterprise_not_found")
+            raise NotFound(f"no enterprise {tax_code}", code="enterprise_not_found")
         return found
 
     return app

@@ -9,13 +9,8 @@ from typing import Annotated, Literal
 from fastapi import FastAPI, Header, Path, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from provincial_nodes.services.common import (
-    InvalidInput,
-    NotFoundError,
-    RefusedError,
-    require_person,
-    service_app,
-)
+from common.errors import InvalidInput, NotFound, RefusedError
+from provincial_nodes.services.common import require_person, service_app
 from provincial_nodes.state import Birth, now_iso
 from provincial_nodes.world import World
 
@@ -150,7 +145,7 @@ def create_app(world: World) -> FastAPI:
         """A birth record by its number."""
         birth = world.state.births_by_record.get(record_number)
         if birth is None:
-            raise NotFoundError(f"no birth record {record_number}", code="record_not_found")
+            raise NotFound(f"no birth record {record_number}", code="record_not_found")
         return _public(birth)
 
     return app

@@ -1,4 +1,4 @@
-"""What every node service shares: the app factory, errors and ID number checks."""
+"""What every node service shares: the app factory and ID number checks."""
 
 from __future__ import annotations
 
@@ -6,16 +6,12 @@ from typing import Annotated
 
 from fastapi import FastAPI, Path
 
-from common.contract import ProblemError
-from common.errors import install_error_handlers, problem_responses
+from common.errors import InvalidInput, NotFound, install_error_handlers, problem_responses
 from country.citizens import is_valid_id_number
 from provincial_nodes.world import Person, World
 
 __all__ = [
     "IdNumberPath",
-    "InvalidInput",
-    "NotFoundError",
-    "RefusedError",
     "require_id_number",
     "require_person",
     "service_app",
@@ -25,26 +21,6 @@ __all__ = [
 IdNumberPath = Annotated[
     str, Path(pattern=r"^[0-9]{12}$", description="12-digit citizen ID number (CCCD)")
 ]
-
-
-class InvalidInput(ProblemError):
-    status = 400
-    code = "invalid_input"
-    title = "Invalid input"
-
-
-class NotFoundError(ProblemError):
-    status = 404
-    code = "not_found"
-    title = "Not found"
-
-
-class RefusedError(ProblemError):
-    """The request is well formed but the service's rules refuse it."""
-
-    status = 409
-    code = "refused"
-    title = "Refused"
 
 
 def service_app(title: str, description: str) -> FastAPI:
@@ -73,7 +49,7 @@ def require_person(world: World, id_number: str, field: str) -> Person:
     require_id_number(id_number, field)
     person = world.person(id_number)
     if person is None:
-        raise NotFoundError(
+        raise NotFound(
             f"{field}: no citizen with ID number {id_number}",
             code="citizen_not_found",
             extra={"field": field},

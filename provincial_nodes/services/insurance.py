@@ -16,12 +16,8 @@ from typing import Annotated, Literal
 from fastapi import FastAPI, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from provincial_nodes.services.common import (
-    NotFoundError,
-    RefusedError,
-    require_person,
-    service_app,
-)
+from common.errors import NotFound, RefusedError
+from provincial_nodes.services.common import require_person, service_app
 from provincial_nodes.state import Card, now_iso
 from provincial_nodes.world import Person, World
 
@@ -190,7 +186,7 @@ def create_app(world: World) -> FastAPI:
         """A card by its number."""
         found = find_card(world, card_number)
         if found is None:
-            raise NotFoundError(f"no card {card_number}", code="card_not_found")
+            raise NotFound(f"no card {card_number}", code="card_not_found")
         return _public(world, *found)
 
     @app.post("/cards/{card_number}/reissue", response_model=CardPublic)
@@ -198,7 +194,7 @@ def create_app(world: World) -> FastAPI:
         """Reissue a card (lost, damaged, or its information changed); the number stays."""
         found = find_card(world, card_number)
         if found is None:
-            raise NotFoundError(f"no card {card_number}", code="card_not_found")
+            raise NotFound(f"no card {card_number}", code="card_not_found")
         person, card = found
         renewed = Card(
             card_number=card.card_number,

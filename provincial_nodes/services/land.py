@@ -16,7 +16,8 @@ from typing import Annotated
 from fastapi import FastAPI, Path
 from pydantic import BaseModel
 
-from provincial_nodes.services.common import NotFoundError, service_app
+from common.errors import NotFound
+from provincial_nodes.services.common import service_app
 from provincial_nodes.world import World
 
 __all__ = ["ParcelPublic", "create_app", "parcel", "sample_parcel_ids"]
@@ -124,7 +125,7 @@ def create_app(world: World) -> FastAPI:
         """A land parcel by its id (province-sheet-number)."""
         found = parcel(world, parcel_id)
         if found is None:
-            raise NotFoundError(f"no parcel {parcel_id}", code="parcel_not_found")
+            raise NotFound(f"no parcel {parcel_id}", code="parcel_not_found")
         return found
 
     return app

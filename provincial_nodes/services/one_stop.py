@@ -11,7 +11,8 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Path, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from provincial_nodes.services.common import NotFoundError, require_person, service_app
+from common.errors import NotFound
+from provincial_nodes.services.common import require_person, service_app
 from provincial_nodes.state import OneStopDossier, Residence, now_iso
 from provincial_nodes.world import World
 
@@ -44,7 +45,7 @@ class RegistrationPublic(DossierPublic):
 def _province(request: Request) -> str:
     node: str = request.scope.get(NODE_SCOPE_KEY, "")
     if not (len(node) == 3 and node.startswith("P")):
-        raise NotFoundError("this node has no one-stop system", code="not_a_province")
+        raise NotFound("this node has no one-stop system", code="not_a_province")
     return node[1:]
 
 
@@ -100,9 +101,7 @@ def create_app(world: World) -> FastAPI:
         """A dossier of this province's one-stop system."""
         dossier = world.state.dossiers.get(dossier_id)
         if dossier is None or dossier.province != province:
-            raise NotFoundError(
-                f"no dossier {dossier_id} in this province", code="dossier_not_found"
-            )
+            raise NotFound(f"no dossier {dossier_id} in this province", code="dossier_not_found")
         return DossierPublic(**_fields(dossier))
 
     return app

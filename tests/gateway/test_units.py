@@ -6,9 +6,10 @@ import datetime as dt
 
 import pytest
 
+from common.errors import InvalidApplicant
 from country.procedures import load_catalogue
 from country.roster import load_roster
-from gateway.applicant import InvalidApplicant, validate_applicant
+from gateway.applicant import validate_applicant
 from gateway.level4 import load_level4
 from gateway.steps import MissingValue, render_step
 

@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from common.edge import JsonTooDeep, check_json_depth
+from common.edge import check_json_depth
+from common.errors import JsonTooDeep
 from tests.national_hub.conftest import Hub, build_network
 
 
