@@ -1,25 +1,31 @@
 """The procedure catalogue: what each administrative procedure saves and which exchanges it runs.
 
 The catalogue is a data file (``data/procedures.yaml`` by default). The hub reads it for
-the saving per procedure; the gateway reads the same file for the steps it runs.
+the saving per procedure; the gateway reads the same file for the steps it runs and to
+check each applicant field by its kind; the load tool reads it to draw applicant data
+that succeeds in the simulated world, by each field's kind and ``sample`` hint.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
     "PLACEHOLDER",
+    "SAMPLES",
     "ApplicantField",
     "Catalogue",
     "CatalogueError",
+    "FieldKind",
     "Procedure",
+    "Sample",
     "Step",
     "load_catalogue",
 ]
@@ -47,8 +53,51 @@ FieldKind = Literal[
 ]
 
 
+#: The ``sample`` hints each kind accepts, and the argument each takes: ``None`` (none),
+#: ``"days"`` (a whole number of days, at least 1) or ``"field"`` (another applicant field
+#: of the procedure, an ``id_number`` drawn from ``citizens`` and required). A hint names
+#: the population a value must come from for a dossier to succeed in the simulated world:
+#:
+#: - ``citizens``: any citizen (the default for ``id_number``); ``mothers``: a woman aged
+#:   20 to 40; ``fathers``: a man aged 20 to 60;
+#: - ``names``: a citizen's full name (the default for ``full_name``); ``unique``: a
+#:   citizen's full name with a suffix of letters no other dossier of the run carries;
+#: - ``within_days(n)``: a day 1 to n days before today (``within_days(365)`` is the
+#:   default for ``date``);
+#: - ``addresses``: a citizen's address (the default for ``text`` is a plain phrase);
+#: - ``cards``: any citizen's health-insurance card (the default for ``card_number``);
+#:   ``card_of(field)``: the card of the citizen the other field names.
+#:
+#: Kinds without an entry take no hint (``gender`` and ``choice`` draw uniformly; tax
+#: codes and parcels come from those that exist). The load tool draws every hint here.
+SAMPLES: Mapping[FieldKind, Mapping[str, Literal["days", "field"] | None]] = {
+    "id_number": {"citizens": None, "mothers": None, "fathers": None},
+    "full_name": {"names": None, "unique": None},
+    "date": {"within_days": "days"},
+    "text": {"addresses": None},
+    "card_number": {"cards": None, "card_of": "field"},
+}
+_SAMPLE = re.compile(r"([a-z_]+)(?:\(([a-z0-9_]+)\))?\Z")
+
+
+class Sample(NamedTuple):
+    """A parsed ``sample`` hint: ``mothers`` or ``card_of(citizen_id)``."""
+
+    name: str
+    arg: str | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.arg is None else f"{self.name}({self.arg})"
+
+
 class ApplicantField(BaseModel):
-    """One field of the applicant data a procedure asks for."""
+    """One field of the applicant data a procedure asks for.
+
+    ``kind`` and what goes with it (``choices``, the length bounds of ``text``) say what
+    is valid: the gateway refuses anything else. ``sample`` and ``sample_rate`` say what
+    succeeds in the simulated world: hints for generators of applicant data (the load
+    tool), left out of the public view of the procedure.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -57,11 +106,53 @@ class ApplicantField(BaseModel):
     description: str = ""
     #: The allowed values, for ``kind: choice``.
     choices: tuple[str, ...] = ()
+    #: The length bounds after trimming, for ``kind: text``.
+    min_length: int = Field(default=1, ge=1)
+    max_length: int = Field(default=200, ge=1)
+    #: Which population a value comes from (``SAMPLES``); None: the kind's default.
+    sample: Sample | None = Field(default=None, exclude=True)
+    #: For an optional field, the share of generated applicants that include it (an
+    #: optional field is left out of them unless this says otherwise).
+    sample_rate: float = Field(default=0.0, ge=0.0, le=1.0, exclude=True)
+
+    @field_validator("sample", mode="before")
+    @classmethod
+    def _parse_sample(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        m = _SAMPLE.match(value.strip())
+        if m is None:
+            raise ValueError(f"sample {value!r} is not a name or name(argument)")
+        return Sample(m.group(1), m.group(2))
 
     @model_validator(mode="after")
-    def _choices(self) -> ApplicantField:
+    def _consistent(self) -> ApplicantField:
         if (self.kind == "choice") != bool(self.choices):
             raise ValueError("choices are given exactly for kind 'choice'")
+        if self.kind != "text" and (self.min_length, self.max_length) != (1, 200):
+            raise ValueError("min_length and max_length are for kind 'text'")
+        if self.min_length > self.max_length:
+            raise ValueError("min_length is above max_length")
+        if self.sample_rate and self.required:
+            raise ValueError("sample_rate is for optional fields (a required one is always sent)")
+        if self.sample is not None:
+            hints = SAMPLES.get(self.kind, {})
+            if self.sample.name not in hints:
+                allowed = ", ".join(hints) or "none"
+                raise ValueError(
+                    f"sample {self.sample.name!r} is not a hint of kind {self.kind!r} "
+                    f"(allowed: {allowed})"
+                )
+            takes = hints[self.sample.name]
+            if (takes is None) != (self.sample.arg is None):
+                raise ValueError(
+                    f"sample {self.sample.name!r} "
+                    + ("takes no argument" if takes is None else f"takes a {takes} argument")
+                )
+            if takes == "days" and not (self.sample.arg or "").isdigit():
+                raise ValueError(f"sample {self.sample}: the argument is a number of days")
+            if takes == "days" and int(self.sample.arg or 0) < 1:
+                raise ValueError(f"sample {self.sample}: at least one day")
         return self
 
 
@@ -123,6 +214,23 @@ class Procedure(BaseModel):
                         raise ValueError(
                             f"procedure {self.code} step {step.id}: unknown placeholder {{{name}}}"
                         )
+        return self
+
+    @model_validator(mode="after")
+    def _samples_consistent(self) -> Procedure:
+        for name, spec in self.applicant.items():
+            if spec.sample is not None and SAMPLES[spec.kind][spec.sample.name] == "field":
+                source = self.applicant.get(spec.sample.arg or "")
+                if source is None or source.kind != "id_number" or not source.required:
+                    raise ValueError(
+                        f"procedure {self.code} applicant.{name}: sample {spec.sample} names "
+                        "no required id_number field of the procedure"
+                    )
+                if source.sample not in (None, Sample("citizens")):
+                    raise ValueError(
+                        f"procedure {self.code} applicant.{name}: sample {spec.sample} needs "
+                        f"{spec.sample.arg} drawn from citizens"
+                    )
         return self
 
     @property

@@ -1,4 +1,8 @@
-"""Checking applicant data against what a procedure asks for, before any exchange runs."""
+"""Checking applicant data against what a procedure asks for, before any exchange runs.
+
+Every field is checked by its kind and what the catalogue declares with it (the choices,
+a text's length bounds): a procedure added to the catalogue needs no code here.
+"""
 
 from __future__ import annotations
 
@@ -56,8 +60,8 @@ def _check(name: str, spec: ApplicantField, value: Any, today: dt.date) -> str:
         if text not in spec.choices:
             raise _fail(name, "one of " + ", ".join(spec.choices))
     elif spec.kind == "text":
-        if not 1 <= len(text) <= 200:
-            raise _fail(name, "between 1 and 200 characters")
+        if not spec.min_length <= len(text) <= spec.max_length:
+            raise _fail(name, f"between {spec.min_length} and {spec.max_length} characters")
     else:
         pattern, description = _PATTERNS[spec.kind]
         if not pattern.match(text):

@@ -32,10 +32,11 @@ from locust.env import Environment
 
 from common.contract import HEADER_PROCEDURE
 from country.roster import load_roster
+from loadtest.applicants import Identifiers
 from loadtest.openloop import check_target
 from loadtest.profile import SHAPES, DailyProfile, Shape, load_profile
 from loadtest.targets import NodeCredential, choose_consumers, parse_world, read_network
-from loadtest.traffic import ExchangeGenerator, Identifiers, consumer_weights, load_model
+from loadtest.traffic import ExchangeGenerator, consumer_weights, load_model
 from provincial_nodes.world import build_population
 
 __all__ = ["DailyShape", "HubUser"]

@@ -25,6 +25,7 @@ import datetime as dt
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,13 +33,13 @@ import aiohttp
 
 from common.contract import HEADER_PROCEDURE
 from common.credentials import read_credentials
-from country.procedures import load_catalogue
+from country.procedures import Catalogue, load_catalogue
 from country.roster import load_roster
+from loadtest.applicants import ApplicantGenerator, Identifiers
 from loadtest.openloop import Request, check_target
 from loadtest.traffic import (
     ConsumerSet,
     ExchangeGenerator,
-    Identifiers,
     Savings,
     TrafficModel,
     consumer_weights,
@@ -61,6 +62,7 @@ __all__ = [
     "WorldSpec",
     "choose_consumers",
     "fetch_token",
+    "gateway_mix",
     "parse_world",
     "prepare_gateway_target",
     "prepare_hub_target",
@@ -412,8 +414,14 @@ GATEWAY_MIX: Mapping[str, int] = {
     "2.001610": 15,  # enterprise information
     "1.003011": 10,  # land parcel information (where offered)
 }
-_GENDERS = ("male", "female")
-_REASONS = ("lost", "damaged", "information_changed")
+#: The weight of a procedure of the catalogue that ``GATEWAY_MIX`` does not list (one added
+#: since): it is load-tested all the same, as often as a lookup.
+GATEWAY_MIX_DEFAULT = 10
+
+
+def gateway_mix(catalogue: Catalogue) -> dict[str, int]:
+    """Every procedure of the catalogue with its weight in the gateway target's mix."""
+    return {p.code: GATEWAY_MIX.get(p.code, GATEWAY_MIX_DEFAULT) for p in catalogue.procedures}
 
 
 @dataclass(frozen=True)
@@ -421,10 +429,12 @@ class GatewayTargetSpec:
     """Dossiers submitted to the gateway, which runs each procedure's steps via the hub.
 
     Each request is one ``POST /dossiers`` (answered when the dossier has ended) with a
-    procedure from ``GATEWAY_MIX``, a province by population among those offering it at
-    level 4, and applicant data that exists in the simulated world. Savings are what the
+    procedure of the catalogue (weighted by ``gateway_mix``), a province by population
+    among those offering it at level 4, and applicant data drawn by the catalogue's field
+    kinds and sample hints from what exists in the simulated world. Savings are what the
     hub counted during the run (``/stats/procedures``), so only dossiers that completed
-    count, each once.
+    count, each once. ``catalogue_path`` is the catalogue the gateway runs (the packaged
+    one by default).
     """
 
     gateway_url: str
@@ -432,13 +442,17 @@ class GatewayTargetSpec:
     api_key: str
     world: WorldSpec
     baseline: Mapping[str, tuple[int, int]]
+    catalogue_path: Path | None = None
     kind: str = "gateway"
+
+    def catalogue(self) -> Catalogue:
+        return load_catalogue(self.catalogue_path)
 
     def urls(self) -> list[str]:
         return [self.gateway_url, self.hub_url]
 
     def open(self, *, worker: int, workers: int, seed: int) -> Target:
-        return GatewayTarget(self, worker=worker, seed=seed)
+        return GatewayTarget(self, worker=worker, workers=workers, seed=seed)
 
     def savings(self, ok_by_label: Mapping[str, int]) -> Savings | None:
         now = _procedure_totals(self.hub_url)
@@ -460,7 +474,7 @@ class GatewayTargetSpec:
         return {
             "kind": "gateway",
             "url": self.gateway_url,
-            "mix": dict(GATEWAY_MIX),
+            "mix": gateway_mix(self.catalogue()),
             "world": {
                 "roster": self.world.roster,
                 "as_of": self.world.as_of.isoformat(),
@@ -481,9 +495,15 @@ def _procedure_totals(hub_url: str) -> dict[str, tuple[int, int]]:
 
 
 class GatewayTarget:
-    """The gateway target inside one worker: its stream of dossiers."""
+    """The gateway target inside one worker: its stream of dossiers.
 
-    def __init__(self, spec: GatewayTargetSpec, *, worker: int, seed: int) -> None:
+    Nothing here knows a procedure by its code: the mix, the provinces and each
+    procedure's applicant data all come from the catalogue, worked out at construction.
+    """
+
+    def __init__(
+        self, spec: GatewayTargetSpec, *, worker: int, seed: int, workers: int = 1
+    ) -> None:
         import random
 
         self.spec = spec
@@ -496,56 +516,38 @@ class GatewayTarget:
         )
         self.ids = Identifiers.build(roster, population, seed=seed)
         self.rng = random.Random(seed * 1009 + worker)
-        catalogue = load_catalogue()
+        catalogue = spec.catalogue()
         connected = {n.code for n in roster.connected(spec.world.as_of)}
         provinces = [p for p in roster.provinces if p.code in connected]
-        self.mix: list[tuple[str, list[str], list[int]]] = []
-        for code in GATEWAY_MIX:
+        today = dt.date.today()
+        self.mix: list[tuple[str, ApplicantGenerator, list[str], list[int]]] = []
+        weights: list[int] = []
+        for code, weight in gateway_mix(catalogue).items():
             procedure = catalogue.get(code)
-            if procedure is None:
-                continue
+            assert procedure is not None
             offered = [p for p in provinces if procedure.offered_in(p.code)]
-            if offered:
-                self.mix.append(
-                    (code, [p.code for p in offered], [roster.population(p.code) for p in offered])
+            if offered and weight > 0:
+                applicants = ApplicantGenerator(
+                    procedure, self.ids, self.rng, today=today, worker=worker, workers=workers
                 )
-        self.weights = [GATEWAY_MIX[code] for code, _, _ in self.mix]
+                self.mix.append(
+                    (
+                        code,
+                        applicants,
+                        [p.code for p in offered],
+                        list(accumulate(roster.population(p.code) for p in offered)),
+                    )
+                )
+                weights.append(weight)
+        self.cumulative = list(accumulate(weights))
         self.url = spec.gateway_url.rstrip("/") + "/dossiers"
         self.headers = {"X-API-Key": spec.api_key, "Content-Type": "application/json"}
-        self.worker = worker
-
-    def _applicant(self, code: str, i: int) -> dict[str, str]:
-        rng, ids = self.rng, self.ids
-        if code in ("1.001193", "1.001022"):
-            born = dt.date.today() - dt.timedelta(days=rng.randrange(1, 60))
-            # A child's name unique to the run, so no birth is ever registered twice.
-            family, _, given = rng.choice(ids.names).partition(" ")
-            data = {
-                "mother_id": rng.choice(ids.mothers),
-                "child_full_name": f"{family} {given} {_letters(self.worker, i)}",
-                "child_gender": rng.choice(_GENDERS),
-                "child_date_of_birth": born.isoformat(),
-            }
-            if code == "1.001022":
-                data["address"] = rng.choice(ids.addresses)
-            return data
-        if code == "1.004222":
-            return {"citizen_id": rng.choice(ids.citizens), "address": rng.choice(ids.addresses)}
-        if code == "1.002617":
-            k = rng.randrange(len(ids.citizens))
-            return {
-                "citizen_id": ids.citizens[k],
-                "card_number": ids.cards[k],
-                "reason": rng.choice(_REASONS),
-            }
-        if code == "2.001610":
-            return {"tax_code": rng.choice(ids.tax_codes)}
-        return {"parcel_id": rng.choice(ids.parcels)}
 
     def request(self, i: int) -> Request:
-        code, provinces, weights = self.rng.choices(self.mix, weights=self.weights)[0]
-        province = self.rng.choices(provinces, weights=weights)[0]
-        body = {"procedure": code, "province": province, "applicant": self._applicant(code, i)}
+        choices = self.rng.choices
+        code, applicants, provinces, cumulative = choices(self.mix, cum_weights=self.cumulative)[0]
+        province = choices(provinces, cum_weights=cumulative)[0]
+        body = {"procedure": code, "province": province, "applicant": applicants.draw(i)}
         return Request("POST", self.url, self.headers, _json(body), label=code)
 
     async def maintain(self) -> None:
@@ -558,19 +560,11 @@ def _json(doc: Any) -> bytes:
     return orjson.dumps(doc)
 
 
-def _letters(worker: int, i: int) -> str:
-    # Vietnamese letters only (the name must be letters), distinct for each worker and i.
-    alphabet = "ABCDEGHIKLMNOPQRSTUVXY"
-    n, out = worker * 10_000_000 + i, []
-    while True:
-        n, r = divmod(n, len(alphabet))
-        out.append(alphabet[r])
-        if not n:
-            return "".join(reversed(out)).capitalize()
-
-
 async def prepare_gateway_target(
-    credentials_path: Path, *, allowed_hosts: frozenset[str] = frozenset()
+    credentials_path: Path,
+    *,
+    allowed_hosts: frozenset[str] = frozenset(),
+    catalogue_path: Path | None = None,
 ) -> GatewayTargetSpec:
     """A load-test key from the gateway's admin API, the world, and the hub's baseline."""
     network = read_network(credentials_path, allowed_hosts=allowed_hosts)
@@ -605,4 +599,5 @@ async def prepare_gateway_target(
         api_key=api_key,
         world=world,
         baseline=await asyncio.to_thread(_procedure_totals, network.hub_url),
+        catalogue_path=catalogue_path,
     )

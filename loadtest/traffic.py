@@ -5,7 +5,9 @@ lists the kinds of exchange with their weights, paths, bodies and the procedure 
 belongs to. From it and the simulated world (roster and synthetic population) come:
 
 - ``consumer_weights``: each connected body's share of the exchanges it may make;
-- ``Identifiers``: pools of ID numbers, card numbers, parcels and tax codes that exist;
+- ``PLACEHOLDERS``: what each placeholder of a path or body is, as an applicant field of
+  the catalogue is (a kind and a sample hint), drawn the same way
+  (``loadtest.applicants``) from pools of identifiers that exist;
 - ``ExchangeGenerator``: a seeded stream of ``Exchange``\\ s, the same for the load runner
   and the Locust file;
 - ``implied_savings``: the dossiers (and VND) that a set of successful exchanges adds up
@@ -18,28 +20,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import random
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from itertools import accumulate
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from country.citizens import Population
-from country.procedures import Catalogue
+from country.procedures import ApplicantField, Catalogue, Sample
 from country.roster import Roster
-from provincial_nodes.services.business import sample_tax_codes
-from provincial_nodes.services.insurance import card_number_for, kind_for_age
-from provincial_nodes.services.land import sample_parcel_ids
-from provincial_nodes.state import NodeState
-from provincial_nodes.world import World
+from loadtest.applicants import Draw, Identifiers, field_draw
 
 __all__ = [
     "CONSUMER",
@@ -50,7 +46,6 @@ __all__ = [
     "ExchangeGenerator",
     "ExchangeKind",
     "GroupName",
-    "Identifiers",
     "ModelError",
     "Savings",
     "TrafficModel",
@@ -61,24 +56,24 @@ __all__ = [
 
 #: In ``ExchangeKind.provider``: the calling province itself.
 CONSUMER = "{consumer}"
-#: The placeholders a path or body may use; each is drawn per exchange.
-PLACEHOLDERS = frozenset(
-    {
-        "citizen_id",
-        "mother_id",
-        "card_number",
-        "parcel_id",
-        "tax_code",
-        "province_code",
-        "child_full_name",
-        "child_gender",
-        "child_date_of_birth",
-        "address",
-        "reason",
-    }
-)
+#: The placeholders a path or body may use, each drawn per exchange as an applicant field
+#: of its kind and hint would be (``{province_code}`` aside: the consumer's province).
+#: Where an exchange is a procedure's step, ``TrafficModel.check_catalogue`` holds each to
+#: the catalogue's definition of the field of that name (kind, choices, length bounds).
+PLACEHOLDERS: Mapping[str, ApplicantField] = {
+    "citizen_id": ApplicantField(kind="id_number"),
+    "mother_id": ApplicantField(kind="id_number", sample=Sample("mothers")),
+    "card_number": ApplicantField(kind="card_number"),
+    "parcel_id": ApplicantField(kind="parcel_id"),
+    "tax_code": ApplicantField(kind="tax_code"),
+    "child_full_name": ApplicantField(kind="full_name"),
+    "child_gender": ApplicantField(kind="gender"),
+    "child_date_of_birth": ApplicantField(kind="date", sample=Sample("within_days", "365")),
+    "address": ApplicantField(kind="text", min_length=5, sample=Sample("addresses")),
+    "reason": ApplicantField(kind="choice", choices=("lost", "damaged", "information_changed")),
+}
+_PROVINCE_CODE = "province_code"
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
-_REASONS = ("lost", "damaged", "information_changed")
 
 
 class ModelError(ValueError):
@@ -132,7 +127,7 @@ class ExchangeKind(BaseModel):
 
 
 def _check_placeholders(text: str, where: str) -> None:
-    unknown = set(_PLACEHOLDER.findall(text)) - PLACEHOLDERS
+    unknown = set(_PLACEHOLDER.findall(text)) - PLACEHOLDERS.keys() - {_PROVINCE_CODE}
     if unknown:
         raise ValueError(f"{where}: unknown placeholders {sorted(unknown)}")
 
@@ -171,6 +166,20 @@ class TrafficModel(BaseModel):
                 raise ModelError(f"{kind.name}: procedure {kind.procedure} is not in the catalogue")
             if kind.step not in {s.id for s in procedure.steps}:
                 raise ModelError(f"{kind.name}: procedure {kind.procedure} has no step {kind.step}")
+            texts = [kind.path, *(kind.body or {}).values()]
+            for name in sorted({n for t in texts for n in _PLACEHOLDER.findall(t)}):
+                field = procedure.applicant.get(name)
+                if field is not None and _validity(field) != _validity(PLACEHOLDERS[name]):
+                    raise ModelError(
+                        f"{kind.name}: {{{name}}} is not drawn as procedure {kind.procedure} "
+                        f"defines applicant.{name} ({_validity(field)})"
+                    )
+
+
+def _validity(spec: ApplicantField) -> tuple[Any, ...]:
+    # What makes a value valid (the gateway's checks); the sample hint may differ: the
+    # hub model's exchanges are independent, a dossier's are not.
+    return (spec.kind, spec.choices, spec.min_length, spec.max_length)
 
 
 def load_model(path: Path | None = None) -> TrafficModel:
@@ -245,69 +254,6 @@ def consumer_weights(
     provinces = {p.code: p.admin_code for p in roster.provinces if p.code in weights}
     population = {p.admin_code: roster.population(p.code) for p in roster.provinces}
     return ConsumerSet(weights=weights, provinces=provinces, province_population=population)
-
-
-# --- identifiers -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Identifiers:
-    """Pools of identifiers that exist in the simulated world, drawn once per generator."""
-
-    citizens: tuple[str, ...]
-    mothers: tuple[str, ...]
-    cards: tuple[str, ...]
-    parcels: tuple[str, ...]
-    tax_codes: tuple[str, ...]
-    names: tuple[str, ...]
-    addresses: tuple[str, ...]
-
-    @classmethod
-    def build(
-        cls, roster: Roster, population: Population, *, seed: int, size: int = 2048
-    ) -> Identifiers:
-        """Draw the pools; the same world and seed give the same pools."""
-        rng = random.Random(seed)
-        world = _offline_world(roster, population)
-        today = dt.date.today()
-        n = min(size, len(population))
-        citizens = population.sample(rng, n)
-        women = [
-            c
-            for c in population.sample(rng, min(len(population), 20 * max(1, n // 4)))
-            if c.gender == "female" and 20 <= c.age(today) <= 40
-        ]
-        if not women:
-            raise ModelError("the population has no woman aged 20-40 to register births with")
-        cards = []
-        for c in citizens:
-            person = world.person(c.id_number)
-            assert person is not None
-            cards.append(card_number_for(person, kind_for_age(c.age(today))))
-        codes = [p.admin_code for p in roster.provinces]
-        weights = list(accumulate(roster.population(p.code) for p in roster.provinces))
-
-        def province() -> str:
-            return codes[bisect_right(weights, rng.random() * weights[-1])]
-
-        parcels = [sample_parcel_ids(rng, province(), 1)[0] for _ in range(size)]
-        tax_codes = [sample_tax_codes(rng, world, province(), 1)[0] for _ in range(size)]
-        return cls(
-            citizens=tuple(c.id_number for c in citizens),
-            mothers=tuple(c.id_number for c in women[: max(1, n // 4)]),
-            cards=tuple(cards),
-            parcels=tuple(parcels),
-            tax_codes=tuple(tax_codes),
-            names=tuple(c.full_name for c in citizens),
-            addresses=tuple(c.address for c in citizens if len(c.address) >= 5)
-            or ("Số 1 phố Huế",),
-        )
-
-
-def _offline_world(roster: Roster, population: Population) -> World:
-    # The services' sample helpers take a World but read only its roster and population;
-    # the node state is never opened (no births, residences or cards of its own).
-    return World(roster=roster, population=population, state=NodeState(Path(os.devnull)))
 
 
 # --- exchanges ---------------------------------------------------------------------------
@@ -387,22 +333,11 @@ class ExchangeGenerator:
         self._province_cumulative = tuple(
             accumulate(self.consumers.province_population[c] for c in provinces)
         )
-        rng = self.rng
-        ids = self.ids
-        self._draw: dict[str, Callable[[], str]] = {
-            "citizen_id": lambda: rng.choice(ids.citizens),
-            "mother_id": lambda: rng.choice(ids.mothers),
-            "card_number": lambda: rng.choice(ids.cards),
-            "parcel_id": lambda: rng.choice(ids.parcels),
-            "tax_code": lambda: rng.choice(ids.tax_codes),
-            "child_full_name": lambda: rng.choice(ids.names),
-            "child_gender": lambda: rng.choice(("male", "female")),
-            "child_date_of_birth": lambda: (
-                self.today - dt.timedelta(days=rng.randrange(365))
-            ).isoformat(),
-            "address": lambda: rng.choice(ids.addresses),
-            "reason": lambda: rng.choice(_REASONS),
+        self._draw: dict[str, Draw] = {
+            name: field_draw(name, spec, self.ids, self.rng, today=self.today)
+            for name, spec in PLACEHOLDERS.items()
         }
+        self._count = 0
 
     @property
     def kinds(self) -> tuple[ExchangeKind, ...]:
@@ -423,6 +358,8 @@ class ExchangeGenerator:
         c = self._kinds[self._pick(self._kind_cumulative)]
         consumer = c.consumers[self._pick(c.cumulative)]
         values: dict[str, str] = {}
+        count = self._count = self._count + 1
+        picks: dict[str, int] = {}
 
         def fill(template: _Template) -> str:
             out = []
@@ -433,8 +370,8 @@ class ExchangeGenerator:
                     if value is None:
                         value = (
                             self._province_of(consumer)
-                            if name == "province_code"
-                            else self._draw[name]()
+                            if name == _PROVINCE_CODE
+                            else self._draw[name](count, picks)
                         )
                         values[name] = value
                     out.append(value)

@@ -75,7 +75,9 @@ def platform_factory(tmp_path: Path, sqlite_hub_factory: Any, nodes_factory: Any
     gateways: list[ThreadServer] = []
 
     def start(**gateway_extra: Any) -> Platform:
-        hub = sqlite_hub_factory(provider_timeout_seconds=2.0)
+        # The hub counts savings by the same catalogue the gateway runs.
+        same = {k: v for k, v in gateway_extra.items() if k == "procedures_file"}
+        hub = sqlite_hub_factory(provider_timeout_seconds=2.0, **same)
         nodes = nodes_factory(hub)
         credentials = network_of(nodes).settings.credentials_path
         settings = gateway_settings(tmp_path / "gw", hub, credentials, **gateway_extra)

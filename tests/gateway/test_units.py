@@ -44,6 +44,7 @@ def test_applicant_accepted_and_cleaned() -> None:
         ("child_date_of_birth", "2026-13-01"),
         ("child_date_of_birth", "2027-01-01"),  # in the future
         ("address", ""),
+        ("address", " Số 1 "),  # shorter than the catalogue's min_length (5) once trimmed
         ("address", 42),
         ("unexpected", "x"),
     ],

@@ -12,11 +12,11 @@ import yaml
 from country.citizens import Population
 from country.procedures import load_catalogue
 from country.roster import Roster, load_roster
+from loadtest.applicants import Identifiers
 from loadtest.profile import Shape, load_profile
 from loadtest.traffic import (
     ConsumerGroup,
     ExchangeGenerator,
-    Identifiers,
     ModelError,
     TrafficModel,
     consumer_weights,
