@@ -1,7 +1,8 @@
 """The hub's own capacity at the SLO, its behaviour under a flood, and a soak.
 
     python benchmarks/hub_capacity.py [--database sqlite|postgresql] [--workers N]
-                                      [--soak-minutes 10] [--json FILE]
+                                      [--soak-minutes 10] [--provider-tls] [--skip-flood]
+                                      [--json FILE]
 
 The provider is nginx serving a small static JSON document, so what is measured is the
 hub (token check, grant check, forwarding, the durable ledger) and the load generator,
@@ -23,7 +24,16 @@ Everything runs on this machine's cores, generator included, on 127.0.0.1.
    sheds (503 ``hub_overloaded`` with ``Retry-After``), and, from a light open-loop probe
    beside it (5% of capacity, latency from each request's scheduled time), the p99 of
    the requests the hub admits. Then **recovery**: 50% of capacity at once after the
-   flood, its p99 and errors.
+   flood, its p99 and errors. ``--skip-flood`` leaves the flood and recovery out.
+
+With ``--provider-tls`` a second hub reaches the same provider over mutual TLS (served by
+the same nginx on a second port, as in ``hub_vs_nginx.py --provider-tls``: the provider's
+certificate names ``dancu.node.ngsp`` and it accepts only a client certificate of the
+run's CA; the hub has ``NGSP_HUB_PROVIDER_*_FILE`` set). Its capacity is searched right
+after the plain hub's, and the run reports capacity with TLS / without (the project's
+goal: at least 0.80); the hub-added latency is measured for it too, at the same rate
+(against the plain provider direct). Soak and flood stay on the plain hub. For a
+capacity-only comparison: ``--provider-tls --skip-flood``.
 """
 
 from __future__ import annotations
@@ -47,9 +57,10 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hub_vs_nginx import (
-    SECRET,
+    ProviderTls,
     drop_database,
     free_port,
+    hub_token,
     machine,
     nginx_conf,
     start_hub,
@@ -64,6 +75,8 @@ from loadtest.runner import GeneratorPool, RunResult, Step
 from loadtest.targets import FixedTargetSpec
 
 PATH = "/citizens/001203004567"
+#: The capacity the hub keeps with mutual TLS to its provider, as a share of the plain one.
+TLS_GOAL = 0.80
 
 
 def process_tree(pid: int) -> list[int]:
@@ -310,6 +323,15 @@ def main() -> None:
     parser.add_argument(
         "--capacity", type=float, help="skip the searches and take this as the hub's capacity"
     )
+    parser.add_argument(
+        "--latency-seconds", type=float, default=15.0, help="hub-added latency step, seconds"
+    )
+    parser.add_argument(
+        "--provider-tls",
+        action="store_true",
+        help="also a hub with mutual TLS to the provider: its capacity and the ratio",
+    )
+    parser.add_argument("--skip-flood", action="store_true", help="no flood, no recovery")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     for tool in ("nginx", "wrk"):
@@ -320,8 +342,9 @@ def main() -> None:
     (work / "proxy").mkdir()
     provider_port, proxy_port, hub_port = free_port(), free_port(), free_port()
     provider_url = f"http://127.0.0.1:{provider_port}"
+    tls = ProviderTls.make(work) if args.provider_tls else None
     procs: list[subprocess.Popen[bytes]] = []
-    pg_db = None
+    pg_dbs: list[str | None] = []
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": machine(),
@@ -332,7 +355,13 @@ def main() -> None:
     try:
         procs.append(
             subprocess.Popen(
-                ["nginx", "-c", str(nginx_conf(work, provider_port, proxy_port)), "-p", str(work)],
+                [
+                    "nginx",
+                    "-c",
+                    str(nginx_conf(work, provider_port, proxy_port, tls)),
+                    "-p",
+                    str(work),
+                ],
                 start_new_session=True,
             )
         )
@@ -346,13 +375,27 @@ def main() -> None:
             db_prefix="ngsp_hubcap",
         )
         procs.append(hub)
-        hub_url = f"http://127.0.0.1:{hub_port}"
+        pg_dbs.append(pg_db)
+        hub_urls = {"hub": f"http://127.0.0.1:{hub_port}"}
+        if tls is not None:
+            tls.check_provider(PATH)
+            (work / "hub-tls").mkdir()
+            hub_tls_port = free_port()
+            hub_tls, pg_db = start_hub(
+                work / "hub-tls",
+                tls.provider_url,
+                hub_tls_port,
+                workers=args.workers,
+                database=args.database,
+                db_prefix="ngsp_hubcap_tls",
+                env_extra=tls.hub_env(),
+            )
+            procs.append(hub_tls)
+            pg_dbs.append(pg_db)
+            hub_urls["hub-tls"] = f"http://127.0.0.1:{hub_tls_port}"
+        hub_url = hub_urls["hub"]
         wait_ready(f"{hub_url}/readyz")
-        token = httpx.post(
-            f"{hub_url}/token",
-            data={"grant_type": "client_credentials"},
-            auth=("p01-bench", SECRET),
-        ).json()["access_token"]
+        token = hub_token(hub_url)
         targets = {
             "hub": FixedTargetSpec(
                 Request(
@@ -364,6 +407,14 @@ def main() -> None:
             "nginx": FixedTargetSpec(Request("GET", f"http://127.0.0.1:{proxy_port}{PATH}")),
             "direct": FixedTargetSpec(Request("GET", f"{provider_url}{PATH}")),
         }
+        if tls is not None:
+            wait_ready(f"{hub_urls['hub-tls']}/readyz")
+            tls_headers = {"Authorization": f"Bearer {hub_token(hub_urls['hub-tls'])}"}
+            tls_url = f"{hub_urls['hub-tls']}/exchange/DANCU/citizens/001203004567"
+            answer = httpx.get(tls_url, headers=tls_headers, timeout=10)
+            if answer.status_code != 200:
+                raise RuntimeError(f"hub-tls answered {answer.status_code}: {answer.text}")
+            targets["hub-tls"] = FixedTargetSpec(Request("GET", tls_url, tls_headers))
 
         def pool(name: str, workers: int = 2) -> GeneratorPool:
             return GeneratorPool(targets[name], workers=workers, seed=1)
@@ -379,8 +430,12 @@ def main() -> None:
             )
 
         capacity: dict[str, CapacityResult] = {}
-        acknowledged = 0
-        for name in () if args.capacity else ("hub", "nginx"):
+        #: Exchanges each hub acknowledged with a 200, to hold against its ledger.
+        acknowledged = dict.fromkeys(hub_urls, 0)
+        if "hub-tls" in acknowledged:
+            acknowledged["hub-tls"] += 1  # the check above
+        searched = ("hub", "hub-tls", "nginx") if tls is not None else ("hub", "nginx")
+        for name in () if args.capacity else searched:
             with pool(name) as p:
                 print(f"capacity: {name} ...", flush=True)
                 capacity[name] = find_capacity(
@@ -397,25 +452,33 @@ def main() -> None:
                         flush=True,
                     ),
                 )
-            results[f"capacity_{name}"] = capacity_row(capacity[name])
-            if name == "hub":
-                acknowledged += sum(run.result.ok for run, _ in capacity[name].steps)
+            results[f"capacity_{name.replace('-', '_')}"] = capacity_row(capacity[name])
+            if name in acknowledged:
+                acknowledged[name] += sum(run.result.ok for run, _ in capacity[name].steps)
             print(
                 f"  {name}: {capacity[name].sustainable_rate:,.0f}/s "
                 f"(limited by {capacity[name].limited_by})",
+                flush=True,
+            )
+        if "hub-tls" in capacity and capacity["hub"].sustainable_rate > 0:
+            ratio = capacity["hub-tls"].sustainable_rate / capacity["hub"].sustainable_rate
+            results["capacity_ratio_tls_to_plain"] = round(ratio, 3)
+            print(
+                f"capacity with TLS to the provider / without: {ratio:.3f} "
+                f"(goal at least {TLS_GOAL:.2f}: {'met' if ratio >= TLS_GOAL else 'NOT MET'})",
                 flush=True,
             )
         cap = args.capacity or capacity["hub"].sustainable_rate
         if cap <= 0:
             raise SystemExit("the hub sustained no rate at the SLO")
         half = cap / 2
-        latency = {}
-        for name in ("direct", "hub"):
+        latency, at_half = {}, {}
+        for name in ("direct", *hub_urls):
             with pool(name) as p:
-                run = p.run(step(half, 15))
+                run = at_half[name] = p.run(step(half, args.latency_seconds))
                 latency[name] = summary(run)
-                if name == "hub":
-                    acknowledged += run.result.ok
+                if name in acknowledged:
+                    acknowledged[name] += run.result.ok
         results["at_half_capacity"] = {
             "rate": round(half, 1),
             "direct": latency["direct"],
@@ -428,6 +491,21 @@ def main() -> None:
             f"ms, p99 {results['at_half_capacity']['hub_adds_p99_ms']} ms",
             flush=True,
         )
+        if "hub-tls" in latency:
+            # The same rate as the plain hub's, against the plain provider direct: what a
+            # consumer sees added, the TLS hop included.
+            got = results["at_half_capacity"]
+            got["hub_tls"] = latency["hub-tls"]
+            for pct in ("p50", "p99"):
+                got[f"hub_tls_adds_{pct}_ms"] = round(
+                    latency["hub-tls"][f"{pct}_ms"] - latency["direct"][f"{pct}_ms"], 2
+                )
+            print(
+                f"at {half:,.0f}/s hub-tls adds p50 {got['hub_tls_adds_p50_ms']} ms, "
+                f"p99 {got['hub_tls_adds_p99_ms']} ms (errors "
+                f"{at_half['hub-tls'].result.error_count})",
+                flush=True,
+            )
         # The soak comes before the flood, so that what it samples is its own steady state
         # and not the flood's connections closing.
         if args.soak_minutes > 0:
@@ -449,7 +527,7 @@ def main() -> None:
                 # A fixed pool of client connections, as a deployment's consumers keep:
                 # then the hub's descriptors tell its own story, not the generator's.
                 soak = p.run(step(rate, seconds, connections=args.soak_connections))
-                acknowledged += soak.result.ok
+                acknowledged["hub"] += soak.result.ok
                 stop.set()
                 sampler.join()
             rss = [s[1] for s in samples]
@@ -473,90 +551,97 @@ def main() -> None:
                 f"(min, max {got['fds_min_max']})",
                 flush=True,
             )
-        # The flood comes from wrk (C): a Python generator asked for 3x the capacity would
-        # need more CPU than the hub. wrk is a closed loop; its threads hand out time slots
-        # (FLOOD_LUA) so that the offered rate stays put. A light open-loop probe beside
-        # it measures what the hub does for the requests it admits, from their scheduled
-        # times.
-        flood_rate = args.flood_times * cap
-        threads = 2
-        interval_ms = 1000.0 * threads / flood_rate
-        script = work / "flood.lua"
-        script.write_text(FLOOD_LUA)
-        print(
-            f"flood: {flood_rate:,.0f}/s ({args.flood_times:g}x) from wrk for "
-            f"{args.flood_seconds:g} s, probe at {0.05 * cap:,.0f}/s ...",
-            flush=True,
-        )
-        flooder = subprocess.Popen(
-            [
-                "wrk",
-                f"-t{threads}",
-                f"-c{args.flood_connections}",
-                f"-d{int(args.flood_seconds)}s",
-                "--timeout",
-                "10s",
-                "-s",
-                str(script),
-                "-H",
-                f"Authorization: Bearer {token}",
-                f"{hub_url}/exchange/DANCU/citizens/001203004567",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "FLOOD_INTERVAL_MS": f"{interval_ms:.6f}"},
-        )
-        with Watch(hub_url) as watch:
-            time.sleep(1.0)
-            with pool("hub", workers=1) as p:
-                probe = p.run(step(0.05 * cap, max(2.0, args.flood_seconds - 3)))
-                out = flooder.communicate(timeout=args.flood_seconds + 60)[0]
-                watch.mark("flood over")
-                recovery = p.run(step(half, 10))
-        flood = wrk_flood_summary(out)
-        admitted_ms = admitted_p99(probe)
-        results["flood"] = {
-            "generator": "wrk",
-            "connections": args.flood_connections,
-            "asked_per_second": round(flood_rate, 1),
-            **flood,
-            "times_capacity": round(flood["offered_per_second"] / cap, 2),
-            "probe": summary(probe),
-            "probe_shed_503": probe.result.statuses.get(503, 0),
-            "probe_admitted_p99_ms": round(admitted_ms, 2) if admitted_ms is not None else None,
-        }
-        results["recovery"] = summary(recovery)
-        results["shedding_timeline"] = watch.samples
-        over = watch.over_slo_share()
-        results["flood"]["hub_timed_over_50ms_share"] = over
-        print(
-            "  each second from the flood's start: the hub's admission limit/loop lag (ms), "
-            "c: mean ledger commit (ms) x rows a group, h: mean hub part (ms): "
-            + ", ".join(watch.per_second()),
-            flush=True,
-        )
-        acknowledged += probe.result.ok + recovery.result.ok + flood["ok"]
-        shed, total = flood["not_2xx"], flood["requests"]
-        print(
-            f"  offered {flood['offered_per_second']:,.0f}/s "
-            f"({results['flood']['times_capacity']:.1f}x), {shed} of {total} shed, "
-            f"{flood['served_per_second']:,.0f}/s served; "
-            f"probe: admitted p99 {results['flood']['probe_admitted_p99_ms']} ms "
-            f"(the hub timed {'?' if over is None else f'{100 * over:.2f}%'} of its answers "
-            f"over 50 ms); after: p99 "
-            f"{results['recovery']['p99_ms']} ms, errors {recovery.result.error_count}",
-            flush=True,
-        )
-        # Every exchange the hub acknowledged with a 200 must be in its ledger (the
+        if not args.skip_flood:
+            # The flood comes from wrk (C): a Python generator asked for 3x the capacity would
+            # need more CPU than the hub. wrk is a closed loop; its threads hand out time slots
+            # (FLOOD_LUA) so that the offered rate stays put. A light open-loop probe beside
+            # it measures what the hub does for the requests it admits, from their scheduled
+            # times.
+            flood_rate = args.flood_times * cap
+            threads = 2
+            interval_ms = 1000.0 * threads / flood_rate
+            script = work / "flood.lua"
+            script.write_text(FLOOD_LUA)
+            print(
+                f"flood: {flood_rate:,.0f}/s ({args.flood_times:g}x) from wrk for "
+                f"{args.flood_seconds:g} s, probe at {0.05 * cap:,.0f}/s ...",
+                flush=True,
+            )
+            flooder = subprocess.Popen(
+                [
+                    "wrk",
+                    f"-t{threads}",
+                    f"-c{args.flood_connections}",
+                    f"-d{int(args.flood_seconds)}s",
+                    "--timeout",
+                    "10s",
+                    "-s",
+                    str(script),
+                    "-H",
+                    f"Authorization: Bearer {token}",
+                    f"{hub_url}/exchange/DANCU/citizens/001203004567",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "FLOOD_INTERVAL_MS": f"{interval_ms:.6f}"},
+            )
+            with Watch(hub_url) as watch:
+                time.sleep(1.0)
+                with pool("hub", workers=1) as p:
+                    probe = p.run(step(0.05 * cap, max(2.0, args.flood_seconds - 3)))
+                    out = flooder.communicate(timeout=args.flood_seconds + 60)[0]
+                    watch.mark("flood over")
+                    recovery = p.run(step(half, 10))
+            flood = wrk_flood_summary(out)
+            admitted_ms = admitted_p99(probe)
+            results["flood"] = {
+                "generator": "wrk",
+                "connections": args.flood_connections,
+                "asked_per_second": round(flood_rate, 1),
+                **flood,
+                "times_capacity": round(flood["offered_per_second"] / cap, 2),
+                "probe": summary(probe),
+                "probe_shed_503": probe.result.statuses.get(503, 0),
+                "probe_admitted_p99_ms": round(admitted_ms, 2) if admitted_ms is not None else None,
+            }
+            results["recovery"] = summary(recovery)
+            results["shedding_timeline"] = watch.samples
+            over = watch.over_slo_share()
+            results["flood"]["hub_timed_over_50ms_share"] = over
+            print(
+                "  each second from the flood's start: the hub's admission limit/loop lag (ms), "
+                "c: mean ledger commit (ms) x rows a group, h: mean hub part (ms): "
+                + ", ".join(watch.per_second()),
+                flush=True,
+            )
+            acknowledged["hub"] += probe.result.ok + recovery.result.ok + flood["ok"]
+            shed, total = flood["not_2xx"], flood["requests"]
+            print(
+                f"  offered {flood['offered_per_second']:,.0f}/s "
+                f"({results['flood']['times_capacity']:.1f}x), {shed} of {total} shed, "
+                f"{flood['served_per_second']:,.0f}/s served; "
+                f"probe: admitted p99 {results['flood']['probe_admitted_p99_ms']} ms "
+                f"(the hub timed {'?' if over is None else f'{100 * over:.2f}%'} of its answers "
+                f"over 50 ms); after: p99 "
+                f"{results['recovery']['p99_ms']} ms, errors {recovery.result.error_count}",
+                flush=True,
+            )
+        # Every exchange a hub acknowledged with a 200 must be in its ledger (the
         # statistics are written in the same transaction as the rows).
-        daily = httpx.get(f"{hub_url}/stats/daily", timeout=30).json()
-        rows = sum(day["transactions"] for day in daily["items"])
-        results["ledger"] = {"rows": rows, "acknowledged_200": acknowledged}
-        print(
-            f"ledger: {rows:,} rows for {acknowledged:,} exchanges acknowledged with 200"
-            f" ({'all recorded' if rows >= acknowledged else 'ROWS MISSING'})",
-            flush=True,
-        )
+        for name, url in hub_urls.items():
+            daily = httpx.get(f"{url}/stats/daily", timeout=30).json()
+            rows = sum(day["transactions"] for day in daily["items"])
+            acked = acknowledged[name]
+            results["ledger" if name == "hub" else "ledger_tls"] = {
+                "rows": rows,
+                "acknowledged_200": acked,
+            }
+            print(
+                f"ledger{'' if name == 'hub' else f' ({name})'}: {rows:,} rows for {acked:,} "
+                f"exchanges acknowledged with 200"
+                f" ({'all recorded' if rows >= acked else 'ROWS MISSING'})",
+                flush=True,
+            )
         print(json.dumps(results, indent=2, default=str))
         if args.json:
             args.json.write_text(json.dumps(results, indent=2, default=str))
@@ -570,7 +655,8 @@ def main() -> None:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        drop_database(pg_db)
+        for pg_db in pg_dbs:
+            drop_database(pg_db)
         shutil.rmtree(work, ignore_errors=True)
 
 
