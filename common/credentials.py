@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from common.files import private_dir
+
 __all__ = ["CredentialsFile", "read_credentials"]
 
 
@@ -35,7 +37,7 @@ class CredentialsFile:
 
     @contextlib.contextmanager
     def _update(self) -> Iterator[dict[str, Any]]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         lock_path = self.path.with_suffix(".lock")
         with open(lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

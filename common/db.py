@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from common.files import private_file
+
 __all__ = [
     "NAMING_CONVENTION",
     "Database",
@@ -89,7 +91,7 @@ class Database:
     @classmethod
     def connect(cls, url: str, *, sqlite_synchronous: str = "FULL") -> Database:
         if is_sqlite(url):
-            sqlite_path(url).parent.mkdir(parents=True, exist_ok=True)
+            private_file(sqlite_path(url))  # 0600 in 0700: the ledger is no one else's to read
             writer = _sqlite_engine(url, synchronous=sqlite_synchronous, immediate=True)
             reader = _sqlite_engine(url, synchronous=sqlite_synchronous, immediate=False)
         else:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +32,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from common.files import private_dir, write_private
+
 __all__ = [
     "HUB_NAME",
     "CertificateAuthority",
     "Pki",
     "client_context",
     "node_name",
-    "private_dir",
     "server_context",
-    "write_private",
 ]
 
 #: The name in the hub's client certificate; providers accept no other.
@@ -53,21 +52,6 @@ _VALIDITY = dt.timedelta(days=825)
 def node_name(code: str) -> str:
     """The DNS name a node's certificate carries, and the hub checks: ``p01.node.ngsp``."""
     return code.lower() + _NODE_SUFFIX
-
-
-def private_dir(path: Path) -> Path:
-    """A folder only its owner can enter (0700), made if missing."""
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o700)
-    return path
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file only its owner can read (0600) from its first byte."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    path.chmod(0o600)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

@@ -1,5 +1,8 @@
 """Refusals outside the data plane, written to the ledger like any refused exchange.
 
+Those of known clients are rows; those of no known client are counted in aggregate
+(``national_hub/refusals.py``).
+
 A failed ``/token`` attempt or a node token on the admin API is a security event an
 auditor will look for beside the refused exchanges: it gets a ledger row with its path
 template, status and outcome (and the node, when the caller named a known client).
@@ -29,8 +32,14 @@ async def record_refusal(
     method: str,
     path: str,
     consumer: str | None = None,
-) -> str:
-    """Write a refusal to the ledger, with its status and outcome; returns its transaction id."""
+    source: str | None = None,
+) -> None:
+    """Write a refusal to the ledger, with its status and outcome; a refusal of no known
+    client (``consumer`` None) is counted for its ``source`` address instead
+    (``national_hub.refusals``), so strangers cannot fill the ledger."""
+    if consumer is None:
+        runtime.refusals.count(source, refusal.code)
+        return
     now = time.time_ns() // 1000
     txid = str(uuid7())
     row = LedgerRow(
@@ -56,4 +65,3 @@ async def record_refusal(
         await runtime.ledger.record(row)
     except LedgerUnavailable:
         log.warning("refusal %s %s not recorded: ledger unavailable", method, path)
-    return txid

@@ -91,6 +91,7 @@ async def require_admin(request: Request, runtime: RuntimeDep) -> None:
         method=request.method,
         path=path,
         consumer=node.code if node is not None else None,
+        source=request.client.host if request.client else None,
     )
     runtime.metrics.auth_failures.labels("admin_forbidden" if node else "invalid_admin_token").inc()
     raise refusal

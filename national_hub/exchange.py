@@ -240,6 +240,7 @@ class _Exchange:
         "request_sha256",
         "requested_at",
         "service",
+        "source",
         "span_id",
         "trace_flags",
         "trace_id",
@@ -264,6 +265,8 @@ class _Exchange:
         self.trace_id = ""
         self.span_id = ""
         self.trace_flags = "01"
+        #: The sender's address, for refusals of unknown senders.
+        self.source: str | None = None
 
     def join_trace(self, header: bytes | None) -> None:
         """Continue the consumer's W3C trace (or start one) with a span of the hub's own."""
@@ -348,6 +351,9 @@ class ExchangeHandler:
         for name, value in scope["headers"]:
             headers[name] = value
         ex.join_trace(headers.get(b"traceparent"))
+        client = scope.get("client")
+        if client:
+            ex.source = client[0]
         shedder = runtime.shedder
         # Admitted (and counted in) by the server's door, or asked here when the app is
         # served without it.
@@ -437,7 +443,15 @@ class ExchangeHandler:
             raise TokenInvalid("expected a Bearer token")
         claims = runtime.tokens.verify(token.strip().decode("latin-1"))
         snapshot = await runtime.registry.current()
-        ex.consumer = consumer_of(snapshot, claims).code
+        try:
+            ex.consumer = consumer_of(snapshot, claims).code
+        except ProblemError:
+            # A token the hub signed for a credential it knows (rotated, disabled, or its
+            # node disabled): a known client, whose refusal is a ledger row of its own.
+            credential = snapshot.credentials.get(claims.client_id)
+            if credential is not None and credential.node == claims.node:
+                ex.consumer = claims.node
+            raise
         return snapshot, ex.consumer
 
     @staticmethod
@@ -576,10 +590,14 @@ class ExchangeHandler:
     ) -> None:
         # No ``instance``: the path as sent may carry a citizen's ID number.
         body = err.body()
-        try:
-            await runtime.ledger.record(ex.row(err.status, err.outcome, len(body)))
-        except LedgerUnavailable:
-            log.warning("refusal %s not recorded: ledger unavailable", ex.txid)
+        if ex.consumer is None:
+            # Refused before the sender is known: counted, not a durable row each.
+            runtime.refusals.count(ex.source, err.code)
+        else:
+            try:
+                await runtime.ledger.record(ex.row(err.status, err.outcome, len(body)))
+            except LedgerUnavailable:
+                log.warning("refusal %s not recorded: ledger unavailable", ex.txid)
         _observe(runtime, ex, err.outcome, len(body), err.status, err.code)
         if err.code in _AUTH_REFUSALS:
             runtime.metrics.auth_failures.labels(err.code).inc()

@@ -215,3 +215,15 @@ class ProcedureDailyStats(Base):
     completed: Mapped[int] = mapped_column(BigInteger, default=0)
     failed: Mapped[int] = mapped_column(BigInteger, default=0)
     vnd_saved: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+#: Refusals of requests from no known client, counted per minute, source and reason
+#: (``national_hub/refusals.py``); written by upsert only.
+refusals_table = Table(
+    "refusals",
+    Base.metadata,
+    Column("minute", BigInteger, primary_key=True, comment="Minutes since 1970-01-01 UTC"),
+    Column("source", String(64), primary_key=True),
+    Column("reason", String(64), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)

@@ -89,7 +89,14 @@ async def issue_token(request: Request, runtime: RuntimeDep) -> Response:
         return await _issue(request, runtime)
     except OAuthError as err:
         runtime.metrics.auth_failures.labels(err.code).inc()
-        await record_refusal(runtime, err, method="POST", path="/token", consumer=err.node)
+        await record_refusal(
+            runtime,
+            err,
+            method="POST",
+            path="/token",
+            consumer=err.node,
+            source=request.client.host if request.client else None,
+        )
         return problem_response(err)
 
 

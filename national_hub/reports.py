@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 
@@ -32,6 +33,8 @@ from national_hub.schemas import (
     NodeStatsReport,
     ProcedureStatsPublic,
     ProcedureStatsReport,
+    RefusalCount,
+    RefusalCounts,
     RoleCounts,
     TransactionPublic,
     TransactionsPage,
@@ -313,3 +316,25 @@ async def procedure_stats(
         )
     items.sort(key=lambda i: i.procedure)
     return ProcedureStatsReport(since=since, until=until, items=items)
+
+
+@router.get("/stats/refusals", response_model=RefusalCounts)
+async def refusal_counts(
+    runtime: RuntimeDep,
+    minutes: Annotated[int, Query(ge=1, le=7 * 24 * 60, description="How far back")] = 60,
+) -> RefusalCounts:
+    """Refusals of requests from no known client (no token, a forged one, an unknown client
+    id), counted per minute, source address and reason instead of a ledger row each."""
+    await runtime.refusals.flush()
+    now_minute = int(time.time() // 60)
+    rows = await runtime.refusals.since(now_minute - minutes + 1)
+    items = [
+        RefusalCount(
+            minute=dt.datetime.fromtimestamp(int(r["minute"]) * 60, tz=dt.UTC),
+            source=str(r["source"]),
+            reason=str(r["reason"]),
+            count=int(r["count"]),
+        )
+        for r in rows
+    ]
+    return RefusalCounts(items=items, total=sum(i.count for i in items))

@@ -16,6 +16,7 @@ from national_hub.ledger.writer import LedgerWriter
 from national_hub.metrics import HubMetrics
 from national_hub.migrations import upgrade as upgrade_hub_schema
 from national_hub.monitor import probe_nodes, refresh_stats
+from national_hub.refusals import RefusalCounter
 from national_hub.registry import RegistryCache, SharedGeneration
 from national_hub.resilience import (
     CircuitBreakers,
@@ -45,6 +46,8 @@ class Runtime:
     in_flight: InFlight
     shedder: LoadShedder
     logins: LoginThrottle
+    #: Refusals of unknown senders, written in aggregate (``refusals``).
+    refusals: RefusalCounter
 
 
 @contextlib.asynccontextmanager
@@ -119,7 +122,9 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
                 max_failures=settings.login_max_failures,
                 window_seconds=settings.login_window_seconds,
             ),
+            refusals=RefusalCounter(db.writer),
         )
+        runtime.refusals.start()
         metrics.admission_limit.set(runtime.shedder.limit)
         runtime.shedder.lag.start()
         monitors = [
@@ -148,6 +153,7 @@ async def open_runtime(settings: HubSettings) -> AsyncIterator[Runtime]:
             for task in monitors:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await runtime.refusals.stop()
             await ledger.stop()
             await runtime.upstream.close()
             await registry.stop()

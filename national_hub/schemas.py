@@ -277,3 +277,17 @@ class ProcedureStatsReport(BaseModel):
     since: dt.date | None
     until: dt.date | None
     items: list[ProcedureStatsPublic]
+
+
+class RefusalCount(BaseModel):
+    """Refusals of requests from no known client, in one minute, from one source address."""
+
+    minute: UtcDatetime
+    source: str
+    reason: str
+    count: int
+
+
+class RefusalCounts(BaseModel):
+    items: list[RefusalCount]
+    total: int

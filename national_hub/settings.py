@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.files import private_dir
 from common.pki import client_context
 from common.secrets import is_placeholder_secret
 
@@ -158,7 +159,7 @@ class HubSettings(BaseSettings):
             return self
         if self.environment != "development":  # pragma: no cover - the validator refuses it
             raise ValueError("secrets must be set outside development")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         path = self.data_dir / "hub-secrets.json"
         stored: dict[str, str] = {}
         if path.exists():

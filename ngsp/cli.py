@@ -362,11 +362,13 @@ def up(
 
     Each service logs JSON lines to <data-dir>/logs/<service>.log.
     """
+    from common.files import private_dir
     from common.pki import Pki
     from ngsp.network import Service, run_network
 
     # The network's CA and the hub's client certificate; each node's is issued as the
     # nodes register. Only the hub reaches a provider (mutual TLS).
+    private_dir(data_dir)  # databases, keys and credentials: no one else's to read
     pki = Pki(data_dir / "pki")
     pki.ensure_hub()
     os.environ.update(

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from common.files import private_file
+
 __all__ = ["Birth", "Card", "NodeState", "OneStopDossier", "Residence", "now_iso"]
 
 
@@ -108,7 +110,7 @@ class NodeState:
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)
         rows = await self._run(self._open_sync)
         for kind, items in rows.items():
             for values in items:

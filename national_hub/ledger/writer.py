@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from uuid_utils import uuid7
 
 from common.contract import Outcome
+from common.files import private_dir
 from national_hub.ledger.chain import CURRENT, GENESIS, Recipe
 from national_hub.ledger.row import NAMES, LedgerRow
 from national_hub.models import (
@@ -128,7 +129,7 @@ class _ProcessLock:
     """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
     async def acquire(self) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.national_hub.conftest import Hub, Network, build_network
+from tests.national_hub.conftest import Hub, Network, build_network, query
 from tests.support.servers import free_port
 
 
@@ -138,9 +138,12 @@ async def test_authentication_failures(network: Network, client: httpx.AsyncClie
     resp = await client.get(url, headers={"Authorization": "Bearer not.a.jwt"})
     assert_problem(resp, 401, "invalid_token")
     assert 'error="invalid_token"' in resp.headers["www-authenticate"]
-    row = await ledger_row(network, client, resp.headers["x-transaction-id"])
-    assert row["outcome"] == "unauthorized"
-    assert row["consumer"] is None
+    # No known sender: counted per minute, address and reason, not a ledger row each.
+    counts = (await client.get(f"{network.hub.url}/stats/refusals")).json()
+    assert counts["total"] == 3
+    assert {i["reason"] for i in counts["items"]} == {"missing_token", "invalid_token"}
+    rows = await query(network.hub, "SELECT count(*) FROM ledger WHERE consumer IS NULL")
+    assert rows == [(0,)]
 
 
 async def test_expired_token_refused(
