@@ -28,6 +28,35 @@ db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 ledger_app = typer.Typer(help="Ledger commands.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
+pki_app = typer.Typer(help="The network's certificates (mutual TLS hub <-> providers).")
+app.add_typer(pki_app, name="pki")
+
+
+@pki_app.command("init")
+def pki_init(
+    network_dir: Annotated[
+        Path, typer.Option("--network-dir", help="The CA (key included), for the nodes.")
+    ],
+    hub_dir: Annotated[
+        Path | None,
+        typer.Option("--hub-dir", help="Only what the hub needs: ca.pem, hub.pem, hub.key."),
+    ] = None,
+) -> None:
+    """Make the network's CA and the hub's client certificate (kept if they exist)."""
+    import shutil
+
+    from common.files import private_dir
+    from common.pki import Pki
+
+    pki = Pki(network_dir)
+    pki.ensure_hub()
+    typer.echo(f"network CA and hub certificate in {network_dir}")
+    if hub_dir is not None:
+        private_dir(hub_dir)
+        for path in (pki.ca_cert, pki.hub_cert, pki.hub_key):
+            shutil.copy2(path, hub_dir / path.name)
+        typer.echo(f"the hub's share (no CA key) in {hub_dir}")
+
 
 DataDir = Annotated[
     Path | None,

@@ -173,6 +173,23 @@ async def open_network(settings: NodesSettings) -> AsyncIterator[Network]:
                 urls={code: listener.url for code, listener in listeners.items()},
                 openapi=openapi,
             )
+            if settings.portal_client_secret is not None:
+                document["nodes"].append(
+                    {
+                        "code": settings.portal_code,
+                        "name": "Cổng Dịch vụ công quốc gia",
+                        "kind": "portal",
+                        "base_url": settings.portal_url or settings.hub_url,
+                        "connected": True,
+                        "services": [],
+                        "credentials": [
+                            {
+                                "client_id": settings.portal_client_id,
+                                "client_secret": settings.portal_client_secret.get_secret_value(),
+                            }
+                        ],
+                    }
+                )
             result = await register(settings.hub_url, await _hub_admin_token(settings), document)
             for created in result.get("credentials", []):
                 credentials.set_node(

@@ -40,6 +40,14 @@ class NodesSettings(BaseSettings):
     #: Unset: plain HTTP, open to anyone who reaches the port (development only).
     tls_dir: Path | None = None
 
+    #: The public service portal (the gateway's identity at the hub, the one node that may
+    #: report completed dossiers), registered with the network when its secret is set: a
+    #: deployment's operator chooses it and gives the gateway the same pair.
+    portal_code: str = "DVCQG"
+    portal_url: str | None = None
+    portal_client_id: str = "dvcqg-portal"
+    portal_client_secret: SecretStr | None = None
+
     hub_url: str = "http://127.0.0.1:8000"
     #: The hub's admin token; read from ``credentials.json`` when unset.
     hub_admin_token: SecretStr | None = None

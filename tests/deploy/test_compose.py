@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from pydantic import ValidationError
 
 from tests.deploy.support import (
@@ -66,6 +67,7 @@ def test_services() -> None:
     assert set(SERVICES) == {
         "postgres",
         "redis",
+        "pki",
         "hub",
         "nodes",
         "gateway",
@@ -73,6 +75,27 @@ def test_services() -> None:
         "prometheus",
         "grafana",
     }
+
+
+def test_only_the_hub_reaches_the_providers() -> None:
+    """Mutual TLS in the stack: the CA's key stays with the nodes, the hub gets its own."""
+    from ngsp.cli import app as ngsp_cli
+
+    pki = SERVICES["pki"]
+    assert pki["command"][:2] == ["pki", "init"]
+    assert {c.name for c in typer.main.get_command(ngsp_cli).commands["pki"].commands.values()} == {
+        "init"
+    }  # type: ignore[attr-defined]
+    hub = environment("hub")
+    assert hub["NGSP_HUB_PROVIDER_CA_FILE"] == "/hub-tls/ca.pem"
+    assert {v.split(":")[0] for v in SERVICES["hub"]["volumes"]} == {"hub-tls"}
+    assert environment("nodes")["NGSP_NODES_TLS_DIR"] == "/network-ca"
+    assert "network-ca:/network-ca" in SERVICES["nodes"]["volumes"]
+    assert not any("network-ca" in v for v in SERVICES["gateway"].get("volumes", []))
+    assert (
+        environment("nodes")["NGSP_NODES_PORTAL_CLIENT_SECRET"]
+        == environment("gateway")["NGSP_GATEWAY_PORTAL_CLIENT_SECRET"]
+    )
 
 
 def test_one_image_built_from_the_dockerfile() -> None:

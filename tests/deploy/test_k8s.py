@@ -272,3 +272,30 @@ def test_kustomize_builds(tmp_path: Path) -> None:
     built = [d for d in yaml.safe_load_all(proc.stdout) if d]
     assert {d["metadata"].get("namespace") for d in built if d["kind"] != "Namespace"} == {"ngsp"}
     assert len(built) == len(DOCS) + 1  # and the generated Secret
+
+
+def test_only_the_hub_reaches_the_nodes_ports() -> None:
+    """The NetworkPolicy: the nodes' own ports take the hub's pods alone; the hub and the
+    nodes get their certificates from Secrets, the CA's key only where nodes are issued."""
+    (policy,) = [d for d in DOCS if d["kind"] == "NetworkPolicy"]
+    nodes = WORKLOADS["ngsp-nodes"]["spec"]["template"]
+    hub = WORKLOADS["ngsp-hub"]["spec"]["template"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == nodes["metadata"]["labels"]
+    node_ports, control = policy["spec"]["ingress"]
+    (peer,) = node_ports["from"]
+    assert peer["podSelector"]["matchLabels"] == hub["metadata"]["labels"]
+    assert node_ports["ports"] == [{"protocol": "TCP", "port": 8101, "endPort": 8197}]
+    assert control["ports"] == [{"protocol": "TCP", "port": 8100}]
+    secrets_of = {
+        name: {
+            v["secret"]["secretName"]
+            for v in w["spec"]["template"]["spec"].get("volumes", [])
+            if "secret" in v
+        }
+        for name, w in WORKLOADS.items()
+    }
+    assert secrets_of["ngsp-hub"] == {"ngsp-hub-tls"}
+    assert secrets_of["ngsp-nodes"] == {"ngsp-network-ca"}
+    assert secrets_of["ngsp-gateway"] == set()
+    assert env_values("ngsp-nodes")["NGSP_NODES_TLS_DIR"] == "/tls"
+    assert env_values("ngsp-hub")["NGSP_HUB_PROVIDER_CA_FILE"] == "/hub-tls/ca.pem"
