@@ -598,9 +598,6 @@ class LedgerWriter:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    @property
-    def queue_depth(self) -> int:
-        return len(self._pending)
 
     # -- submitting ------------------------------------------------------------------
 
