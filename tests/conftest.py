@@ -1,4 +1,4 @@
-"""Shared fixtures: databases (SQLite and PostgreSQL), real hub and provider servers."""
+"""Shared fixtures: databases (SQLite and PostgreSQL), real hub and nodes servers."""
 
 from __future__ import annotations
 
@@ -85,8 +85,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def hub_factory(tmp_path: Path, database_url: str) -> Iterator[HubFactory]:
-    """Start real hubs on the parametrized database (SQLite, then PostgreSQL)."""
+def served_hub_factory(tmp_path: Path, database_url: str) -> Iterator[HubFactory]:
+    """Start hubs as real servers on the parametrized database (SQLite, then PostgreSQL),
+    for tests of the server itself (the door, the header deadline, limits at the socket)."""
     start, stop = hub_starter(tmp_path / "data", database_url)
     yield start
     stop()

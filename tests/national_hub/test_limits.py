@@ -47,9 +47,12 @@ def test_json_depth_scanner() -> None:
 
 
 async def test_limits_on_the_api_and_the_data_plane(
-    hub_factory: Any, provider: Any, client: httpx.AsyncClient
+    served_hub_factory: Any, provider: Any, client: httpx.AsyncClient
 ) -> None:
-    hub: Hub = hub_factory(max_request_bytes=2000, read_timeout_seconds=0.5, max_json_depth=12)
+    """A real server: the limits hold for what arrives over a socket."""
+    hub: Hub = served_hub_factory(
+        max_request_bytes=2000, read_timeout_seconds=0.5, max_json_depth=12
+    )
     net = await build_network(hub, provider, client)
     token = await net.token(client, "CONS")
     auth = {"Authorization": f"Bearer {token}"}

@@ -177,15 +177,15 @@ async def test_dossier_saving_counted_once(network: Network, client: httpx.Async
 async def test_savings_survive_restart(
     hub_factory: Any, provider: Any, client: httpx.AsyncClient
 ) -> None:
-    hub: Hub = hub_factory()
+    hub: Hub = await hub_factory()
     net = await build_network(hub, provider, client)
     token = await net.token(client, "CONS")
     auth = {"Authorization": f"Bearer {token}"}
     await client.post(
         f"{hub.url}/dossiers/HS-R/complete", json={"procedure": "1.004222"}, headers=auth
     )
-    hub.server.stop()
-    restarted: Hub = hub_factory()
+    await hub_factory.stop(hub)
+    restarted: Hub = await hub_factory()
     fresh = (
         await client.post(
             f"{restarted.url}/token",

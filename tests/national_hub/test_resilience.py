@@ -12,6 +12,7 @@ import httpx
 from national_hub.resilience import CircuitBreakers, CircuitState, LagMonitor, LoadShedder
 from tests.national_hub.conftest import Hub, build_network
 from tests.support.servers import free_port
+from tests.support.timing import FakeClock
 
 
 def test_circuit_opens_probes_and_closes() -> None:
@@ -60,7 +61,9 @@ def test_shedder_never_passes_its_hard_bound() -> None:
 async def test_circuit_breaker_against_a_dead_provider(
     hub_factory: Any, provider: Any, client: httpx.AsyncClient
 ) -> None:
-    hub: Hub = hub_factory(circuit_failures=3, circuit_open_seconds=1.0)
+    hub: Hub = await hub_factory(circuit_failures=3, circuit_open_seconds=1.0)
+    clock = FakeClock()
+    hub.runtime.circuits._clock = clock  # the open period passes when the test says so
     net = await build_network(hub, provider, client)
     token = await net.token(client, "CONS")
     auth = {"Authorization": f"Bearer {token}"}
@@ -83,7 +86,8 @@ async def test_circuit_breaker_against_a_dead_provider(
     assert 'ngsp_circuit_state{provider="PROV"} 2.0' in metrics
     # The provider comes back: after the open period, the probe closes the circuit.
     await client.patch(f"{hub.url}/admin/nodes/PROV", headers=hub.admin, json={"base_url": live})
-    await asyncio.sleep(1.1)
+    assert (await client.get(url, headers=auth)).json()["code"] == "provider_circuit_open"
+    clock.advance(1.1)
     assert (await client.get(url, headers=auth)).status_code == 200
     assert (await client.get(url, headers=auth)).status_code == 200
     metrics = (await client.get(f"{hub.url}/metrics")).text
@@ -93,7 +97,7 @@ async def test_circuit_breaker_against_a_dead_provider(
 async def test_a_slow_provider_cannot_take_the_hub(
     hub_factory: Any, provider: Any, client: httpx.AsyncClient
 ) -> None:
-    hub: Hub = hub_factory(max_in_flight_per_provider=4, provider_timeout_seconds=5.0)
+    hub: Hub = await hub_factory(max_in_flight_per_provider=4, provider_timeout_seconds=5.0)
     net = await build_network(hub, provider, client)
     token = await net.token(client, "CONS")
     auth = {"Authorization": f"Bearer {token}"}
@@ -110,9 +114,10 @@ async def test_a_slow_provider_cannot_take_the_hub(
 
 
 async def test_shedding_under_a_flood_and_recovery(
-    hub_factory: Any, provider: Any, client: httpx.AsyncClient
+    served_hub_factory: Any, provider: Any, client: httpx.AsyncClient
 ) -> None:
-    hub: Hub = hub_factory(max_in_flight=8, provider_timeout_seconds=5.0)
+    """A real server: under a flood the door sheds at the protocol, before the app."""
+    hub: Hub = served_hub_factory(max_in_flight=8, provider_timeout_seconds=5.0)
     net = await build_network(hub, provider, client)
     token = await net.token(client, "CONS")
     auth = {"Authorization": f"Bearer {token}"}
@@ -146,11 +151,11 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, s
 
 
 async def test_the_door_sheds_before_the_app_and_the_connection_goes_on(
-    hub_factory: Any, provider: Any, client: httpx.AsyncClient
+    served_hub_factory: Any, provider: Any, client: httpx.AsyncClient
 ) -> None:
     """A refused request, body and all, is answered at the protocol; the next request on
     the same keep-alive connection (here pipelined in the same write) is served."""
-    hub: Hub = hub_factory(max_in_flight=1, provider_timeout_seconds=5.0)
+    hub: Hub = served_hub_factory(max_in_flight=1, provider_timeout_seconds=5.0)
     net = await build_network(hub, provider, client)
     token = await net.token(client, "CONS")
     auth = {"Authorization": f"Bearer {token}"}

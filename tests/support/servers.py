@@ -39,9 +39,20 @@ def free_port() -> int:
 
 
 class ThreadServer:
-    """A uvicorn server running an ASGI app in a background thread."""
+    """A uvicorn server running an ASGI app in a background thread.
 
-    def __init__(self, app: Any, port: int | None = None, http: Any = "auto") -> None:
+    ``graceful_seconds`` bounds how long ``stop()`` waits for requests still being served
+    (uvicorn's ``timeout_graceful_shutdown``; by default it waits for all of them).
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        port: int | None = None,
+        http: Any = "auto",
+        *,
+        graceful_seconds: float | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
@@ -53,6 +64,7 @@ class ThreadServer:
             lifespan="on",
             loop="asyncio",
             http=http,
+            timeout_graceful_shutdown=graceful_seconds,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
