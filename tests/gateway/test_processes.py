@@ -14,6 +14,7 @@ from tests.gateway.conftest import ADMIN
 from tests.provincial_nodes.conftest import adult_woman
 from tests.support.nodes import network_of
 from tests.support.servers import ChildProcess, free_port, python_cmd, wait_http
+from tests.support.timing import until
 
 
 def start_gateway(
@@ -127,27 +128,26 @@ async def test_restart_resumes_or_fails_unfinished_dossiers(
             body = (await client.get(f"{url}/dossiers/{dossier}", headers=headers)).json()
             return any(s["id"] == step and s["status"] == "started" for s in body["steps"])
 
-        for _ in range(100):
-            if await step_started(birth.json()["id"], "birth") and await step_started(
+        async def both_started() -> bool:
+            return await step_started(birth.json()["id"], "birth") and await step_started(
                 land.json()["id"], "parcel"
-            ):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the steps never started")
+            )
+
+        await until(both_started, within=5, interval=0.02, what="both steps starting")
         gateway.kill()  # SIGKILL: no chance to finish either step
         for node in ("HOTICH", "DATDAI"):
             await client.delete(f"{nodes.url}/admin/faults/{node}", headers=control)
         gateway, url = start_gateway(tmp_path, "gw2", hub, nodes)
         try:
             final: dict[str, Any] = {}
-            for _ in range(100):
+
+            async def both_finished() -> bool:
                 for name, resp in (("birth", birth), ("land", land)):
                     got = await client.get(f"{url}/dossiers/{resp.json()['id']}", headers=headers)
                     final[name] = got.json()
-                if all(d["status"] in ("completed", "failed") for d in final.values()):
-                    break
-                await asyncio.sleep(0.1)
+                return all(d["status"] in ("completed", "failed") for d in final.values())
+
+            await until(both_finished, within=30, interval=0.02, what="both dossiers finishing")
             # A write whose outcome is unknown is not run twice: the dossier fails, saying why.
             assert final["birth"]["status"] == "failed"
             assert "interrupted" in final["birth"]["reason"]

@@ -102,7 +102,8 @@ async def load_until_killed(url: str, hub: ChildProcess, *, kill_after: float) -
         tasks = [asyncio.create_task(worker()) for _ in range(32)]
         await asyncio.sleep(kill_after)
         hub.kill()
-        await asyncio.sleep(0.3)
+        # Each worker finishes the request it has in flight (answered before the kill, or
+        # failed by it) and stops.
         stop.set()
         await asyncio.gather(*tasks)
     return acked

@@ -12,7 +12,7 @@ import httpx
 from national_hub.resilience import CircuitBreakers, CircuitState, LagMonitor, LoadShedder
 from tests.national_hub.conftest import Hub, build_network
 from tests.support.servers import free_port
-from tests.support.timing import FakeClock
+from tests.support.timing import FakeClock, until
 
 
 def test_circuit_opens_probes_and_closes() -> None:
@@ -162,7 +162,8 @@ async def test_the_door_sheds_before_the_app_and_the_connection_goes_on(
     slow = asyncio.create_task(
         client.get(f"{hub.url}/exchange/PROV/svc/slow?seconds=1.5", headers=auth)
     )
-    await asyncio.sleep(0.5)  # the one exchange the hub admits is now in flight
+    # The one exchange the hub admits is now in flight.
+    await until(lambda: hub.runtime.shedder.in_flight == 1, what="the slow exchange admitted")
     host, port = hub.url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     body = b'{"applicant": {"name": "A"}}'
