@@ -13,7 +13,7 @@ import pytest
 from tests.gateway.conftest import ADMIN
 from tests.provincial_nodes.conftest import adult_woman
 from tests.support.nodes import network_of
-from tests.support.servers import ChildProcess, free_port, python_cmd, wait_http
+from tests.support.servers import ChildProcess, NgspProcess, free_port, wait_http
 from tests.support.timing import until
 
 
@@ -21,8 +21,12 @@ def start_gateway(
     tmp_path: Path, name: str, hub: Any, nodes: Any, **env: str
 ) -> tuple[ChildProcess, str]:
     port = free_port()
-    child = ChildProcess(
-        python_cmd("-m", "ngsp", "gateway", "--port", str(port), "--log-level", "warning"),
+    child = NgspProcess(
+        "gateway",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
         env={
             "NGSP_GATEWAY_DATA_DIR": str(tmp_path / "gw"),
             "NGSP_GATEWAY_HUB_URL": hub.url,

@@ -100,11 +100,15 @@ async def test_limits_on_the_api_and_the_data_plane(
 def test_slow_headers_get_408_and_the_connection_closed(tmp_path: Any) -> None:
     import socket
 
-    from tests.support.servers import ChildProcess, free_port, python_cmd, wait_http
+    from tests.support.servers import NgspProcess, free_port, wait_http
 
     port = free_port()
-    hub = ChildProcess(
-        python_cmd("-m", "ngsp", "hub", "--port", str(port), "--log-level", "warning"),
+    hub = NgspProcess(
+        "hub",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
         env={
             "NGSP_HUB_DATA_DIR": str(tmp_path),
             "NGSP_HUB_READ_TIMEOUT_SECONDS": "1",

@@ -13,7 +13,7 @@ from tests.national_hub.test_crash import SECRET, registry_file
 from tests.support.asgi import InProcessApps
 from tests.support.hub import InProcessHubs
 from tests.support.provider import create_provider
-from tests.support.servers import ChildProcess, free_port, python_cmd, serve, wait_http
+from tests.support.servers import NgspProcess, free_port, serve, wait_http
 from tests.support.timing import until
 
 ADMIN = "workers-admin-token-0123456789abcdef"
@@ -25,20 +25,16 @@ def test_registry_change_reaches_every_worker(tmp_path: Path, database_url: str)
     url = f"http://127.0.0.1:{port}"
     with serve(create_provider()) as provider:
         registry = registry_file(tmp_path / "registry.yaml", provider.url)
-        hub = ChildProcess(
-            python_cmd(
-                "-m",
-                "ngsp",
-                "hub",
-                "--port",
-                str(port),
-                "--workers",
-                "2",
-                "--registry",
-                str(registry),
-                "--log-level",
-                "warning",
-            ),
+        hub = NgspProcess(
+            "hub",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--registry",
+            str(registry),
+            "--log-level",
+            "warning",
             env={
                 "NGSP_HUB_DATABASE_URL": database_url,
                 "NGSP_HUB_DATA_DIR": str(tmp_path / "data"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import random
 import signal
@@ -12,8 +13,9 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import uvicorn
@@ -94,9 +96,20 @@ def serve(app: Any, port: int | None = None) -> Iterator[ThreadServer]:
         server.stop()
 
 
-def wait_http(
-    url: str, *, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None
-) -> None:
+class Proc(Protocol):
+    """What the tests use of a child process (``subprocess.Popen`` has it)."""
+
+    pid: int
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+def wait_http(url: str, *, timeout: float = 30.0, proc: Proc | None = None) -> None:
     """Wait until ``url`` answers 200."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -118,7 +131,7 @@ class ChildProcess:
         self.args = args
         self.env = {**os.environ, **(env or {})}
         self.log_path = log
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Proc | None = None
 
     def start(self) -> ChildProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child's lifetime
@@ -152,3 +165,78 @@ class ChildProcess:
 
 def python_cmd(*args: str) -> list[str]:
     return [sys.executable, *args]
+
+
+def _run_ngsp(args: list[str], env: dict[str, str], log: str) -> None:
+    """In a process forked from the preloaded one: ``ngsp <args>``, as a new process
+    would run it (its own session, the given environment, output to ``log``)."""
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)  # multiprocessing closed stdin; uvicorn hands fd 0 to its workers
+    os.close(null)
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own stdin
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv = ["ngsp", *args]
+    from ngsp.cli import main
+
+    main()
+
+
+_PRELOADED: list[multiprocessing.context.ForkServerContext] = []
+
+
+def _preloaded() -> multiprocessing.context.ForkServerContext:
+    if not _PRELOADED:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["ngsp.cli", __name__])
+        _PRELOADED.append(context)
+    return _PRELOADED[0]
+
+
+class _Forked:
+    """A ``multiprocessing`` process seen as a ``Proc``."""
+
+    def __init__(self, process: BaseProcess) -> None:
+        self._process = process
+        assert process.pid is not None
+        self.pid = process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    def poll(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired(["ngsp"], timeout or 0.0)
+        return self._process.exitcode
+
+
+class NgspProcess(ChildProcess):
+    """``ngsp <args>`` in its own process group, forked from a process that has already
+    imported the platform.
+
+    A new interpreter spends about 2.5 s importing it before the command starts; the
+    crash test starts the hub eleven times a database. The forked process is otherwise
+    what ``python -m ngsp`` would be: its own session (so ``kill`` and ``stop`` reach it
+    and its workers), its own environment, its output in ``log``, its exit status.
+    """
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None, log: Path) -> None:
+        super().__init__(["ngsp", *args], env=env, log=log)
+
+    def start(self) -> NgspProcess:
+        process = _preloaded().Process(
+            target=_run_ngsp, args=(self.args[1:], self.env, str(self.log_path)), name="ngsp"
+        )
+        process.start()
+        self.proc = _Forked(process)
+        return self
