@@ -7,12 +7,13 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
 from tests.support.hub import HubFactory, hub_starter
-from tests.support.nodes import nodes_starter
+from tests.support.nodes import Registered, nodes_starter, register_once, registered_starter
 from tests.support.servers import ThreadServer
 
 POSTGRES_ADMIN_DSN = os.environ.get(
@@ -105,5 +106,20 @@ def sqlite_hub_factory(tmp_path: Path) -> Iterator[HubFactory]:
 def nodes_factory(tmp_path: Path) -> Iterator[Callable[..., ThreadServer]]:
     """Start real nodes processes (all 97 nodes, 5,000 citizens) behind a given hub."""
     start, stop = nodes_starter(tmp_path / "data")
+    yield start
+    stop()
+
+
+@pytest.fixture(scope="session")
+def registered(tmp_path_factory: pytest.TempPathFactory) -> Registered:
+    """The hub's database and the credentials once the nodes have registered, made once."""
+    return register_once(tmp_path_factory.mktemp("registered"))
+
+
+@pytest.fixture
+def network_factory(tmp_path: Path, registered: Registered) -> Iterator[Any]:
+    """Start a real hub (SQLite) and the real nodes behind it, already registered, for
+    tests of what runs on the network (registration itself: ``nodes_factory``)."""
+    start, stop = registered_starter(tmp_path, registered)
     yield start
     stop()

@@ -43,14 +43,9 @@ def start_gateway(
 
 @pytest.mark.slow
 async def test_limits_are_exact_across_two_gateways_through_redis(
-    tmp_path: Path,
-    sqlite_hub_factory: Any,
-    nodes_factory: Any,
-    redis_url: str,
-    redis_prefix: str,
+    tmp_path: Path, network_factory: Any, redis_url: str, redis_prefix: str
 ) -> None:
-    hub = sqlite_hub_factory()
-    nodes = nodes_factory(hub)
+    hub, nodes = network_factory()
     env = {"NGSP_GATEWAY_REDIS_URL": redis_url, "NGSP_GATEWAY_REDIS_PREFIX": redis_prefix}
     first, url_a = start_gateway(tmp_path, "a", hub, nodes, **env)
     second, url_b = start_gateway(tmp_path, "b", hub, nodes, **env)
@@ -82,10 +77,9 @@ async def test_limits_are_exact_across_two_gateways_through_redis(
 
 @pytest.mark.slow
 async def test_restart_resumes_or_fails_unfinished_dossiers(
-    tmp_path: Path, sqlite_hub_factory: Any, nodes_factory: Any
+    tmp_path: Path, network_factory: Any
 ) -> None:
-    hub = sqlite_hub_factory(provider_timeout_seconds=10.0)
-    nodes = nodes_factory(hub)
+    hub, nodes = network_factory(provider_timeout_seconds=10.0)
     network = network_of(nodes)
     gateway, url = start_gateway(tmp_path, "gw1", hub, nodes)
     admin = {"Authorization": f"Bearer {ADMIN}"}
