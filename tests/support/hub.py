@@ -22,7 +22,7 @@ from common.server import guarded_protocol
 from national_hub.app import create_app
 from national_hub.settings import HubSettings
 from tests.support.asgi import InProcessApps, lifespan
-from tests.support.servers import ThreadServer, free_port
+from tests.support.servers import ThreadServer, free_port, stop_all
 
 
 @dataclass
@@ -93,8 +93,7 @@ def hub_starter(data_dir: Path, database_url: str) -> tuple[HubFactory, Callable
         )
 
     def stop() -> None:
-        for server in started:
-            server.stop()
+        stop_all(started)
 
     return start, stop
 

@@ -15,7 +15,7 @@ from typing import Any
 from provincial_nodes.app import create_app as create_nodes_app
 from provincial_nodes.settings import NodesSettings
 from tests.support.hub import Hub, hub_settings, hub_starter
-from tests.support.servers import ThreadServer, free_port
+from tests.support.servers import ThreadServer, free_port, stop_all
 
 
 def nodes_settings(data_dir: Path, hub: Any, **overrides: Any) -> NodesSettings:
@@ -48,8 +48,7 @@ def nodes_starter(data_dir: Path) -> tuple[Callable[..., ThreadServer], Callable
         return server
 
     def stop() -> None:
-        for server in started:
-            server.stop()
+        stop_all(started)
 
     return start, stop
 
@@ -90,8 +89,7 @@ def registered_starter(
     known before the hub starts and loads the registry.
     """
     starts = itertools.count(1)
-    hubs: list[Callable[[], None]] = []
-    nodes: list[ThreadServer] = []
+    servers: list[ThreadServer] = []
 
     def start(**hub_overrides: Any) -> tuple[Hub, ThreadServer]:
         base = root / f"network-{next(starts)}"
@@ -111,7 +109,7 @@ def registered_starter(
         )
         config = nodes_settings(data, caller, register_with_hub=False)
         network = ThreadServer(create_nodes_app(config), port=config.port).start()
-        nodes.append(network)
+        servers.append(network)
         addresses = [
             (listener.url, code) for code, listener in network_of(network).listeners.items()
         ]
@@ -119,14 +117,13 @@ def registered_starter(
             conn.executemany("UPDATE nodes SET base_url = ? WHERE code = ?", addresses)
             registered_codes = {row[0] for row in conn.execute("SELECT code FROM nodes")}
         assert registered_codes == {code for _, code in addresses}, "a node was not moved"
-        start_hub, stop_hub = hub_starter(data, database_url)
-        hubs.append(stop_hub)
-        return start_hub(**hub_overrides), network
+        start_hub, _ = hub_starter(data, database_url)  # stopped with the nodes, by stop()
+        hub = start_hub(**hub_overrides)
+        assert hub.server is not None
+        servers.append(hub.server)
+        return hub, network
 
     def stop() -> None:
-        for server in nodes:
-            server.stop()
-        for stop_hub in hubs:
-            stop_hub()
+        stop_all(servers)
 
     return start, stop

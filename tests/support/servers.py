@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import multiprocessing
 import os
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +39,35 @@ def free_port() -> int:
             except OSError:
                 continue
             return port
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which stops as soon as it is asked to.
+
+    uvicorn looks at ``should_exit`` every 0.1 s (``main_loop``); this one also wakes up
+    when ``request_stop`` is called, so a test waits for the shutdown itself, not for the
+    next look. Its ticks (the Date header each second) are unchanged.
+    """
+
+    _wake: asyncio.Event | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    async def main_loop(self) -> None:
+        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await self._wake.wait()
+
+    def request_stop(self) -> None:
+        self.should_exit = True
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                loop.call_soon_threadsafe(wake.set)
 
 
 class ThreadServer:
@@ -68,7 +98,7 @@ class ThreadServer:
             http=http,
             timeout_graceful_shutdown=graceful_seconds,
         )
-        self.server = uvicorn.Server(config)
+        self.server = _Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> ThreadServer:
@@ -83,8 +113,16 @@ class ThreadServer:
         return self
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+        stop_all([self])
+
+
+def stop_all(servers: Iterable[ThreadServer]) -> None:
+    """Stop servers together: each shuts down while the others do."""
+    servers = list(servers)
+    for server in servers:
+        server.server.request_stop()
+    for server in servers:
+        server.thread.join(timeout=30)
 
 
 @contextlib.contextmanager
