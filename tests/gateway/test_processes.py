@@ -53,12 +53,21 @@ async def test_limits_are_exact_across_two_gateways_through_redis(
         async with httpx.AsyncClient(timeout=30) as client:
             ready = (await client.get(f"{url_a}/readyz")).json()
             assert ready["limits"] == "redis"
+            admin = {"Authorization": f"Bearer {ADMIN}"}
             created = await client.post(
                 f"{url_a}/admin/keys",
                 json={"name": "shared", "rate_limit_per_minute": 25},
-                headers={"Authorization": f"Bearer {ADMIN}"},
+                headers=admin,
             )
             key = created.json()["key"]
+            # Each replica answers a first request (another key's) before the race, so
+            # that neither starts it cold while the other serves the whole limit.
+            other = await client.post(f"{url_a}/admin/keys", json={"name": "w"}, headers=admin)
+            for url in (url_a, url_b):
+                warm = await client.get(
+                    f"{url}/dossiers", headers={"X-API-Key": other.json()["key"]}
+                )
+                assert warm.status_code == 200
             answers = await asyncio.gather(
                 *(
                     client.get(f"{url}/dossiers", headers={"X-API-Key": key})
