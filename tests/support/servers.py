@@ -231,7 +231,8 @@ _PRELOADED: list[multiprocessing.context.ForkServerContext] = []
 def _preloaded() -> multiprocessing.context.ForkServerContext:
     if not _PRELOADED:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["ngsp.cli", __name__])
+        # What the commands import as they start, too: the hub and gateway apps.
+        context.set_forkserver_preload(["ngsp.cli", "national_hub.app", "gateway.app", __name__])
         _PRELOADED.append(context)
     return _PRELOADED[0]
 
