@@ -22,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
@@ -89,7 +90,7 @@ class _Connection(asyncio.Protocol):
         self._no_body = False
         self.closed = False
         self.reused = False
-        #: When it was last put back in the pool (the event loop's clock).
+        #: When it was last put back in the pool (the client's ``clock``).
         self.idle_since = 0.0
 
     # -- asyncio.Protocol ---------------------------------------------------------
@@ -265,7 +266,7 @@ class _Pool:
             if not waiter.done():
                 waiter.set_result(conn)
                 return
-        now = asyncio.get_running_loop().time()
+        now = self._client.clock()
         conn.idle_since = now
         self.idle.append(conn)
         self.expire(now)
@@ -287,7 +288,12 @@ class _Pool:
 
 
 class Http1Client:
-    """Requests over pooled HTTP/1.1 keep-alive connections, at most ``limit`` of them."""
+    """Requests over pooled HTTP/1.1 keep-alive connections, at most ``limit`` of them.
+
+    ``clock`` is the monotonic time, in seconds, by which connections idle out
+    (``idle_seconds``); a test passes a clock it moves by hand. The deadline (``timeout``)
+    is the event loop's.
+    """
 
     def __init__(
         self,
@@ -296,12 +302,14 @@ class Http1Client:
         timeout: float = 30.0,
         idle_seconds: float = 4.0,
         ssl_context: ssl.SSLContext | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limit = limit
         self.timeout = timeout
         #: A connection idle this long is closed (below servers' usual keep-alive
         #: timeouts, uvicorn's 5 s among them, so it is not reused as the server closes it).
         self.idle_seconds = idle_seconds
+        self.clock = clock
         #: Connections open or being opened, to all hosts.
         self.count = 0
         #: Requests waiting for a connection (to any host), oldest first.
@@ -362,7 +370,7 @@ class Http1Client:
                 # needs, and the ones a burst opened idle out (``idle_seconds``) instead
                 # of being kept open in turn, so the connections (and descriptors) follow
                 # the load's concurrency rather than its highest peak so far.
-                pool.expire(asyncio.get_running_loop().time())
+                pool.expire(self.clock())
                 while pool.idle:
                     conn = pool.idle.pop()
                     if not conn.closed:

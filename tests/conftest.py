@@ -1,4 +1,4 @@
-"""Shared fixtures: databases (SQLite and PostgreSQL), real hub and provider servers."""
+"""Shared fixtures: databases (SQLite and PostgreSQL), real hub and nodes servers."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
 from tests.support.hub import HubFactory, hub_starter
-from tests.support.nodes import nodes_starter
+from tests.support.nodes import Registered, nodes_starter, register_once, registered_starter
 from tests.support.servers import ThreadServer
 
 POSTGRES_ADMIN_DSN = os.environ.get(
@@ -85,8 +86,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def hub_factory(tmp_path: Path, database_url: str) -> Iterator[HubFactory]:
-    """Start real hubs on the parametrized database (SQLite, then PostgreSQL)."""
+def served_hub_factory(tmp_path: Path, database_url: str) -> Iterator[HubFactory]:
+    """Start hubs as real servers on the parametrized database (SQLite, then PostgreSQL),
+    for tests of the server itself (the door, the header deadline, limits at the socket)."""
     start, stop = hub_starter(tmp_path / "data", database_url)
     yield start
     stop()
@@ -104,5 +106,20 @@ def sqlite_hub_factory(tmp_path: Path) -> Iterator[HubFactory]:
 def nodes_factory(tmp_path: Path) -> Iterator[Callable[..., ThreadServer]]:
     """Start real nodes processes (all 97 nodes, 5,000 citizens) behind a given hub."""
     start, stop = nodes_starter(tmp_path / "data")
+    yield start
+    stop()
+
+
+@pytest.fixture(scope="session")
+def registered(tmp_path_factory: pytest.TempPathFactory) -> Registered:
+    """The hub's database and the credentials once the nodes have registered, made once."""
+    return register_once(tmp_path_factory.mktemp("registered"))
+
+
+@pytest.fixture
+def network_factory(tmp_path: Path, registered: Registered) -> Iterator[Any]:
+    """Start a real hub (SQLite) and the real nodes behind it, already registered, for
+    tests of what runs on the network (registration itself: ``nodes_factory``)."""
+    start, stop = registered_starter(tmp_path, registered)
     yield start
     stop()

@@ -598,7 +598,6 @@ class LedgerWriter:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-
     # -- submitting ------------------------------------------------------------------
 
     def submit(self, row: LedgerRow) -> asyncio.Future[None]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -15,8 +15,34 @@ from common.http1 import (
     Http1Client,
     ServerDisconnected,
 )
+from tests.support.timing import FakeClock, until
 
 Answer = Callable[[bytes], bytes | None]
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def listening(handler: Handler) -> AsyncIterator[str]:
+    """A TCP server on loopback running ``handler`` for each connection; its URL. On
+    exit it stops listening and waits for the handlers to finish (the client has closed
+    its connections by then), so that none is left for the next test's event loop."""
+    running: set[asyncio.Task[None]] = set()
+
+    async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        running.add(task)
+        try:
+            await handler(reader, writer)
+        finally:
+            running.discard(task)
+
+    server = await asyncio.start_server(tracked, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await until(lambda: not running, what="the server's connections ending")
 
 
 class Scripted:
@@ -30,17 +56,14 @@ class Scripted:
         self.open = 0
         self.most_open = 0
         self.url = ""
-        self._server: asyncio.Server | None = None
+        self._listening = listening(self._serve)
 
     async def __aenter__(self) -> Scripted:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = await self._listening.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
+        await self._listening.__aexit__(None, None, None)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -143,9 +166,10 @@ async def test_connections_stay_within_the_limit() -> None:
 
 
 async def test_connections_a_burst_opened_idle_out_under_a_steady_load() -> None:
+    clock = FakeClock()
     async with (
         Scripted(lambda request: ok()) as server,
-        Http1Client(limit=8, idle_seconds=0.2) as client,
+        Http1Client(limit=8, idle_seconds=0.2, clock=clock) as client,
     ):
         await asyncio.gather(*(client.request("GET", f"{server.url}/{i}") for i in range(6)))
         burst = server.connections
@@ -154,10 +178,54 @@ async def test_connections_a_burst_opened_idle_out_under_a_steady_load() -> None
         # the rest close once they have been idle for 0.2 s.
         for _ in range(25):
             assert (await client.request("GET", f"{server.url}/steady"))[0] == 200
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(0.05)
-        assert server.open == 1
+            clock.advance(0.02)
+        await until(lambda: server.open == 1, what="the burst's connections closing")
+        assert client.count == 1
         assert server.connections == burst  # none was opened for the steady load
+
+
+async def test_a_connection_is_reused_until_it_has_been_idle_for_idle_seconds() -> None:
+    clock = FakeClock()
+    async with (
+        Scripted(lambda request: ok()) as server,
+        Http1Client(idle_seconds=4.0, clock=clock) as client,
+    ):
+        assert (await client.request("GET", f"{server.url}/1"))[0] == 200
+        clock.advance(3.9)
+        assert (await client.request("GET", f"{server.url}/2"))[0] == 200
+        assert server.connections == 1  # idle for less than 4 s: reused
+        clock.advance(4.1)
+        assert (await client.request("GET", f"{server.url}/3"))[0] == 200
+        assert server.connections == 2  # idle for longer: closed, and a new one made
+        await until(lambda: server.open == 1, what="the idle connection closing")
+        assert client.count == 1
+
+
+async def test_an_idle_connection_is_closed_when_another_is_put_back() -> None:
+    """Idle connections are reaped as connections are released, not only as requests
+    start: two connections, one put back much later than the other, leave one open."""
+    clock = FakeClock()
+    release = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                if b"/held" in head:
+                    await release.wait()
+                writer.write(ok())
+                await writer.drain()
+        writer.close()
+
+    async with listening(serve) as url, Http1Client(idle_seconds=1.0, clock=clock) as client:
+        held = asyncio.create_task(client.request("GET", f"{url}/held"))
+        await until(lambda: client.count == 1, what="the first connection opening")
+        assert (await client.request("GET", f"{url}/quick"))[0] == 200
+        assert client.count == 2  # the quick one is idle, the held one busy
+        clock.advance(5)
+        release.set()
+        assert (await held)[0] == 200  # put back: the long-idle quick one goes
+        await until(lambda: client.count == 1, what="the idle connection closing")
 
 
 async def test_an_answer_that_never_comes_times_out_and_frees_its_connection() -> None:
@@ -284,51 +352,41 @@ async def test_an_answer_nobody_asked_for_retires_the_connection() -> None:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    try:
+    async with listening(serve) as url:
         async with Http1Client(timeout=2) as client:
             await client.request("GET", f"{url}/1")
             writers[0].write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n")
-            await asyncio.sleep(0.1)
+            await until(lambda: client.count == 0, what="the connection being retired")
             # Two requests at once must not share a connection that answered out of turn.
             results = await asyncio.gather(
                 client.request("GET", f"{url}/a"), client.request("GET", f"{url}/b")
             )
         assert list(results) == [(200, 1), (200, 1)]
         assert len(writers) == 3
-    finally:
-        for writer in writers:
-            writer.close()
-        server.close()
-        await asyncio.sleep(0.05)
 
 
 async def test_a_request_giving_up_passes_on_a_freed_place() -> None:
     release = asyncio.Event()
+    arrived = asyncio.Event()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             await reader.readuntil(b"\r\n\r\n")
+            arrived.set()
             await release.wait()
             writer.write(ok(extra=b"connection: close\r\n"))
             await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    try:
-        async with Http1Client(limit=1, timeout=3) as client:
-            holder = asyncio.create_task(client.request("GET", f"{url}/hold"))
-            await asyncio.sleep(0.1)
-            gives_up = asyncio.create_task(client.request("GET", f"{url}/b"))
-            waits = asyncio.create_task(client.request("GET", f"{url}/c"))
-            await asyncio.sleep(0.1)
-            release.set()
-            await holder  # its connection closes: the place goes to the first waiter ...
-            gives_up.cancel()  # ... which gives up at that moment: the next one must get it
-            with contextlib.suppress(asyncio.CancelledError):
-                await gives_up
-            assert (await waits)[0] == 200
-    finally:
-        server.close()
+    async with listening(serve) as url, Http1Client(limit=1, timeout=3) as client:
+        holder = asyncio.create_task(client.request("GET", f"{url}/hold"))
+        await asyncio.wait_for(arrived.wait(), 5)
+        gives_up = asyncio.create_task(client.request("GET", f"{url}/b"))
+        waits = asyncio.create_task(client.request("GET", f"{url}/c"))
+        await until(lambda: len(client.waiters) == 2, what="both requests queueing")
+        release.set()
+        await holder  # its connection closes: the place goes to the first waiter ...
+        gives_up.cancel()  # ... which gives up at that moment: the next one must get it
+        with contextlib.suppress(asyncio.CancelledError):
+            await gives_up
+        assert (await waits)[0] == 200

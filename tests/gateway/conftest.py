@@ -71,14 +71,13 @@ def gateway_settings(data_dir: Path, hub: Hub, credentials: Path, **extra: Any) 
 
 
 @pytest.fixture
-def platform_factory(tmp_path: Path, sqlite_hub_factory: Any, nodes_factory: Any) -> Iterator[Any]:
+def platform_factory(tmp_path: Path, network_factory: Any) -> Iterator[Any]:
     gateways: list[ThreadServer] = []
 
     def start(**gateway_extra: Any) -> Platform:
         # The hub counts savings by the same catalogue the gateway runs.
         same = {k: v for k, v in gateway_extra.items() if k == "procedures_file"}
-        hub = sqlite_hub_factory(provider_timeout_seconds=2.0, **same)
-        nodes = nodes_factory(hub)
+        hub, nodes = network_factory(provider_timeout_seconds=2.0, **same)
         credentials = network_of(nodes).settings.credentials_path
         settings = gateway_settings(tmp_path / "gw", hub, credentials, **gateway_extra)
         gateway = ThreadServer(create_gateway_app(settings), port=settings.port).start()

@@ -11,6 +11,7 @@ import httpx
 from tests.gateway.conftest import ADMIN, Platform
 from tests.provincial_nodes.conftest import adult_woman
 from tests.support.hub import query
+from tests.support.timing import until
 
 
 def interconnected(platform: Platform, **extra: Any) -> dict[str, Any]:
@@ -190,11 +191,13 @@ async def test_async_dossier_and_key_admin(platform: Platform, client: httpx.Asy
     )
     assert resp.status_code == 202
     location = platform.gateway.url + resp.headers["location"]
-    for _ in range(100):
-        state = (await client.get(location, headers={"X-API-Key": platform.key})).json()
-        if state["status"] in ("completed", "failed"):
-            break
-        await asyncio.sleep(0.1)
+    state: dict[str, Any] = {}
+
+    async def finished() -> bool:
+        state.update((await client.get(location, headers={"X-API-Key": platform.key})).json())
+        return state["status"] in ("completed", "failed")
+
+    await until(finished, interval=0.02, what="the dossier finishing")
     assert state["status"] == "completed"
     admin = {"Authorization": f"Bearer {ADMIN}"}
     keys = (await client.get(f"{platform.gateway.url}/admin/keys", headers=admin)).json()

@@ -13,15 +13,20 @@ import pytest
 from tests.gateway.conftest import ADMIN
 from tests.provincial_nodes.conftest import adult_woman
 from tests.support.nodes import network_of
-from tests.support.servers import ChildProcess, free_port, python_cmd, wait_http
+from tests.support.servers import ChildProcess, NgspProcess, free_port, wait_http
+from tests.support.timing import until
 
 
 def start_gateway(
     tmp_path: Path, name: str, hub: Any, nodes: Any, **env: str
 ) -> tuple[ChildProcess, str]:
     port = free_port()
-    child = ChildProcess(
-        python_cmd("-m", "ngsp", "gateway", "--port", str(port), "--log-level", "warning"),
+    child = NgspProcess(
+        "gateway",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
         env={
             "NGSP_GATEWAY_DATA_DIR": str(tmp_path / "gw"),
             "NGSP_GATEWAY_HUB_URL": hub.url,
@@ -38,14 +43,9 @@ def start_gateway(
 
 @pytest.mark.slow
 async def test_limits_are_exact_across_two_gateways_through_redis(
-    tmp_path: Path,
-    sqlite_hub_factory: Any,
-    nodes_factory: Any,
-    redis_url: str,
-    redis_prefix: str,
+    tmp_path: Path, network_factory: Any, redis_url: str, redis_prefix: str
 ) -> None:
-    hub = sqlite_hub_factory()
-    nodes = nodes_factory(hub)
+    hub, nodes = network_factory()
     env = {"NGSP_GATEWAY_REDIS_URL": redis_url, "NGSP_GATEWAY_REDIS_PREFIX": redis_prefix}
     first, url_a = start_gateway(tmp_path, "a", hub, nodes, **env)
     second, url_b = start_gateway(tmp_path, "b", hub, nodes, **env)
@@ -53,12 +53,21 @@ async def test_limits_are_exact_across_two_gateways_through_redis(
         async with httpx.AsyncClient(timeout=30) as client:
             ready = (await client.get(f"{url_a}/readyz")).json()
             assert ready["limits"] == "redis"
+            admin = {"Authorization": f"Bearer {ADMIN}"}
             created = await client.post(
                 f"{url_a}/admin/keys",
                 json={"name": "shared", "rate_limit_per_minute": 25},
-                headers={"Authorization": f"Bearer {ADMIN}"},
+                headers=admin,
             )
             key = created.json()["key"]
+            # Each replica answers a first request (another key's) before the race, so
+            # that neither starts it cold while the other serves the whole limit.
+            other = await client.post(f"{url_a}/admin/keys", json={"name": "w"}, headers=admin)
+            for url in (url_a, url_b):
+                warm = await client.get(
+                    f"{url}/dossiers", headers={"X-API-Key": other.json()["key"]}
+                )
+                assert warm.status_code == 200
             answers = await asyncio.gather(
                 *(
                     client.get(f"{url}/dossiers", headers={"X-API-Key": key})
@@ -77,10 +86,9 @@ async def test_limits_are_exact_across_two_gateways_through_redis(
 
 @pytest.mark.slow
 async def test_restart_resumes_or_fails_unfinished_dossiers(
-    tmp_path: Path, sqlite_hub_factory: Any, nodes_factory: Any
+    tmp_path: Path, network_factory: Any
 ) -> None:
-    hub = sqlite_hub_factory(provider_timeout_seconds=10.0)
-    nodes = nodes_factory(hub)
+    hub, nodes = network_factory(provider_timeout_seconds=10.0)
     network = network_of(nodes)
     gateway, url = start_gateway(tmp_path, "gw1", hub, nodes)
     admin = {"Authorization": f"Bearer {ADMIN}"}
@@ -127,27 +135,26 @@ async def test_restart_resumes_or_fails_unfinished_dossiers(
             body = (await client.get(f"{url}/dossiers/{dossier}", headers=headers)).json()
             return any(s["id"] == step and s["status"] == "started" for s in body["steps"])
 
-        for _ in range(100):
-            if await step_started(birth.json()["id"], "birth") and await step_started(
+        async def both_started() -> bool:
+            return await step_started(birth.json()["id"], "birth") and await step_started(
                 land.json()["id"], "parcel"
-            ):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the steps never started")
+            )
+
+        await until(both_started, within=5, interval=0.02, what="both steps starting")
         gateway.kill()  # SIGKILL: no chance to finish either step
         for node in ("HOTICH", "DATDAI"):
             await client.delete(f"{nodes.url}/admin/faults/{node}", headers=control)
         gateway, url = start_gateway(tmp_path, "gw2", hub, nodes)
         try:
             final: dict[str, Any] = {}
-            for _ in range(100):
+
+            async def both_finished() -> bool:
                 for name, resp in (("birth", birth), ("land", land)):
                     got = await client.get(f"{url}/dossiers/{resp.json()['id']}", headers=headers)
                     final[name] = got.json()
-                if all(d["status"] in ("completed", "failed") for d in final.values()):
-                    break
-                await asyncio.sleep(0.1)
+                return all(d["status"] in ("completed", "failed") for d in final.values())
+
+            await until(both_finished, within=30, interval=0.02, what="both dossiers finishing")
             # A write whose outcome is unknown is not run twice: the dossier fails, saying why.
             assert final["birth"]["status"] == "failed"
             assert "interrupted" in final["birth"]["reason"]

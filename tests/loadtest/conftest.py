@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from provincial_nodes.app import create_app as create_nodes_app
-from tests.support.hub import Hub, hub_starter
-from tests.support.nodes import nodes_settings
-from tests.support.servers import ThreadServer, free_port, serve
+from tests.support.hub import Hub
+from tests.support.nodes import Registered, registered_starter
+from tests.support.servers import ThreadServer, serve
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -101,20 +100,13 @@ class RunningNetwork:
 
 
 @pytest.fixture(scope="session")
-def network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningNetwork]:
-    """Started once for the load tool's tests: the hub and 97 nodes take a few seconds."""
-    root = tmp_path_factory.mktemp("loadnet")
-    data = root / "data"
-    start, stop = hub_starter(data, f"sqlite+aiosqlite:///{root / 'hub.db'}")
-    nodes: ThreadServer | None = None
+def network(
+    tmp_path_factory: pytest.TempPathFactory, registered: Registered
+) -> Iterator[RunningNetwork]:
+    """Started once for the load tool's tests: the hub and 97 nodes, registered."""
+    start, stop = registered_starter(tmp_path_factory.mktemp("loadnet"), registered)
     try:
-        hub = start(provider_timeout_seconds=10.0)
-        port = free_port()
-        # The control API's port is the one credentials.json names (nodes_control.url).
-        settings = nodes_settings(data, hub, port=port, population_size=5000)
-        nodes = ThreadServer(create_nodes_app(settings), port=port).start()
-        yield RunningNetwork(hub=hub, nodes=nodes, data_dir=data)
+        hub, nodes = start(provider_timeout_seconds=10.0)
+        yield RunningNetwork(hub=hub, nodes=nodes, data_dir=hub.settings.data_dir)
     finally:
-        if nodes is not None:
-            nodes.stop()
         stop()

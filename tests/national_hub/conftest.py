@@ -1,30 +1,64 @@
-"""Fixtures for the hub: a real hub and a real provider on loopback ports."""
+"""Fixtures for the hub: hubs in the test's event loop, and a real provider beside them.
+
+The hub forwards exchanges over its own HTTP/1.1 client, so the provider is a real server
+on a loopback port: one for the whole session (it keeps no state but what it has seen,
+which each test starts with empty). Tests of the server itself start real hubs with
+``served_hub_factory``; ``client`` reaches both kinds.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.hub import Hub, HubFactory, hub_settings, query
+from tests.support.asgi import InProcessApps
+from tests.support.hub import Hub, InProcessHubs, hub_settings, query
 from tests.support.provider import OPENAPI, create_provider
-from tests.support.servers import ThreadServer, serve
+from tests.support.servers import ThreadServer
 
 __all__ = ["Hub", "Network", "build_network", "hub_settings", "query"]
 
 
-@pytest.fixture
-def provider() -> Iterator[ThreadServer]:
-    with serve(create_provider()) as server:
-        yield server
+@pytest.fixture(scope="session")
+def provider_server() -> Iterator[ThreadServer]:
+    # A slow answer still being served at the end is not waited for.
+    server = ThreadServer(create_provider(), graceful_seconds=0.5).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
-def hub(hub_factory: HubFactory) -> Hub:
-    started: Hub = hub_factory()
-    return started
+def provider(provider_server: ThreadServer) -> ThreadServer:
+    """The provider, with nothing seen yet."""
+    provider_server.server.config.app.state.seen.clear()
+    return provider_server
+
+
+@pytest.fixture
+async def apps() -> AsyncIterator[InProcessApps]:
+    transport = InProcessApps()
+    yield transport
+    await transport.aclose()
+
+
+@pytest.fixture
+async def hub_factory(
+    tmp_path: Path, database_url: str, apps: InProcessApps
+) -> AsyncIterator[InProcessHubs]:
+    """Start hubs in the test's event loop on the parametrized database (SQLite, then
+    PostgreSQL)."""
+    hubs = InProcessHubs(tmp_path / "data", database_url, apps)
+    yield hubs
+    await hubs.close()
+
+
+@pytest.fixture
+async def hub(hub_factory: InProcessHubs) -> Hub:
+    return await hub_factory()
 
 
 @dataclass
@@ -75,8 +109,9 @@ async def build_network(hub: Hub, provider: ThreadServer, client: httpx.AsyncCli
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10.0) as c:
+async def client(apps: InProcessApps) -> AsyncIterator[httpx.AsyncClient]:
+    """A client for the hubs in process and any real server."""
+    async with httpx.AsyncClient(timeout=10.0, transport=apps) as c:
         yield c
 
 

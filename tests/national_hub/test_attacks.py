@@ -120,7 +120,7 @@ async def test_rotated_secret_and_node_token_on_admin(
 async def test_repeated_failed_logins_are_throttled(
     hub_factory: Any, provider: Any, client: httpx.AsyncClient
 ) -> None:
-    hub: Hub = hub_factory(login_max_failures=3, login_window_seconds=60)
+    hub: Hub = await hub_factory(login_max_failures=3, login_window_seconds=60)
     net = await build_network(hub, provider, client)
     cred = net.credentials["CONS"]
     wrong = {

@@ -13,7 +13,7 @@ from common.db import Database
 from national_hub.ledger.verify import verify_ledger
 from tests.national_hub.conftest import query
 from tests.support.provider import create_provider
-from tests.support.servers import ChildProcess, free_port, python_cmd, serve, wait_http
+from tests.support.servers import ChildProcess, NgspProcess, free_port, serve, wait_http
 
 SECRET = "crash-test-secret-0123456789abcdef"
 
@@ -49,18 +49,14 @@ def start_hub(tmp_path: Path, database_url: str, port: int, registry: Path) -> C
         "NGSP_HUB_ADMIN_TOKEN": "crash-admin-token-0123456789abcdef",
         "NGSP_HUB_SIGNING_KEY": "crash-signing-key-0123456789abcdef",
     }
-    child = ChildProcess(
-        python_cmd(
-            "-m",
-            "ngsp",
-            "hub",
-            "--port",
-            str(port),
-            "--registry",
-            str(registry),
-            "--log-level",
-            "warning",
-        ),
+    child = NgspProcess(
+        "hub",
+        "--port",
+        str(port),
+        "--registry",
+        str(registry),
+        "--log-level",
+        "warning",
         env=env,
         log=tmp_path / "hub.log",
     ).start()
@@ -102,7 +98,8 @@ async def load_until_killed(url: str, hub: ChildProcess, *, kill_after: float) -
         tasks = [asyncio.create_task(worker()) for _ in range(32)]
         await asyncio.sleep(kill_after)
         hub.kill()
-        await asyncio.sleep(0.3)
+        # Each worker finishes the request it has in flight (answered before the kill, or
+        # failed by it) and stops.
         stop.set()
         await asyncio.gather(*tasks)
     return acked

@@ -1,4 +1,4 @@
-"""The data plane through a real hub and a real provider, on SQLite and PostgreSQL."""
+"""The data plane: a hub (in process) and a real provider, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -151,7 +151,7 @@ async def test_expired_token_refused(
 ) -> None:
     from tests.national_hub.conftest import build_network
 
-    hub: Hub = hub_factory(token_ttl_seconds=30)
+    hub: Hub = await hub_factory(token_ttl_seconds=30)
     net = await build_network(hub, provider, client)
     token = await net.token(client, "CONS")
     tokens = hub.runtime.tokens
@@ -231,7 +231,7 @@ async def test_registry_changes_take_effect_at_once(
 async def test_body_limits(hub_factory: Any, provider: Any, client: httpx.AsyncClient) -> None:
     from tests.national_hub.conftest import build_network
 
-    hub: Hub = hub_factory(max_request_bytes=1000)
+    hub: Hub = await hub_factory(max_request_bytes=1000)
     net = await build_network(hub, provider, client)
     token = await net.token(client, "CONS")
     auth = {"Authorization": f"Bearer {token}"}
@@ -293,7 +293,7 @@ async def test_concurrent_exchanges_all_recorded(
     # the hub would rightly shed (test_resilience), and under a busy CI machine one the
     # provider may answer slower than the tests' 1 s timeout. Here both are lifted so
     # that every row can be counted.
-    hub = hub_factory(shed_min_in_flight=1000, provider_timeout_seconds=10.0)
+    hub = await hub_factory(shed_min_in_flight=1000, provider_timeout_seconds=10.0)
     network = await build_network(hub, provider, client)
     token = await network.token(client, "CONS")
     auth = {"Authorization": f"Bearer {token}"}

@@ -48,9 +48,12 @@ def test_json_depth_scanner() -> None:
 
 
 async def test_limits_on_the_api_and_the_data_plane(
-    hub_factory: Any, provider: Any, client: httpx.AsyncClient
+    served_hub_factory: Any, provider: Any, client: httpx.AsyncClient
 ) -> None:
-    hub: Hub = hub_factory(max_request_bytes=2000, read_timeout_seconds=0.5, max_json_depth=12)
+    """A real server: the limits hold for what arrives over a socket."""
+    hub: Hub = served_hub_factory(
+        max_request_bytes=2000, read_timeout_seconds=0.5, max_json_depth=12
+    )
     net = await build_network(hub, provider, client)
     token = await net.token(client, "CONS")
     auth = {"Authorization": f"Bearer {token}"}
@@ -98,11 +101,15 @@ async def test_limits_on_the_api_and_the_data_plane(
 def test_slow_headers_get_408_and_the_connection_closed(tmp_path: Any) -> None:
     import socket
 
-    from tests.support.servers import ChildProcess, free_port, python_cmd, wait_http
+    from tests.support.servers import NgspProcess, free_port, wait_http
 
     port = free_port()
-    hub = ChildProcess(
-        python_cmd("-m", "ngsp", "hub", "--port", str(port), "--log-level", "warning"),
+    hub = NgspProcess(
+        "hub",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
         env={
             "NGSP_HUB_DATA_DIR": str(tmp_path),
             "NGSP_HUB_READ_TIMEOUT_SECONDS": "1",

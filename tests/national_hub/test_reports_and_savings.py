@@ -129,9 +129,9 @@ CATALOGUE = Path(__file__).with_name("data") / "procedures.yaml"
 
 
 @pytest.fixture
-def hub(hub_factory: Any) -> Hub:
+async def hub(hub_factory: Any) -> Hub:
     """The hub with a catalogue whose steps call the test network's one provider."""
-    started: Hub = hub_factory(procedures_file=CATALOGUE)
+    started: Hub = await hub_factory(procedures_file=CATALOGUE)
     return started
 
 
@@ -274,7 +274,7 @@ async def test_the_portal_counts_only_dossiers_the_ledger_holds(
 async def test_savings_survive_restart(
     hub_factory: Any, provider: Any, client: httpx.AsyncClient
 ) -> None:
-    hub: Hub = hub_factory(procedures_file=CATALOGUE)
+    hub: Hub = await hub_factory(procedures_file=CATALOGUE)
     net = await build_network(hub, provider, client)
     portal = await _portal(net, client)
     auth = {"Authorization": f"Bearer {await net.token(client, 'CONS')}", "X-Dossier": "HS-R"}
@@ -283,8 +283,8 @@ async def test_savings_survive_restart(
         f"{hub.url}/dossiers/HS-R/complete", json={"procedure": "1.004222"}, headers=portal
     )
     assert first.status_code == 201, first.text
-    hub.server.stop()
-    restarted: Hub = hub_factory(procedures_file=CATALOGUE)
+    await hub_factory.stop(hub)
+    restarted: Hub = await hub_factory(procedures_file=CATALOGUE)
     fresh = (
         await client.post(
             f"{restarted.url}/token",

@@ -13,6 +13,7 @@ from national_hub.admission import LagMonitor, LoadShedder
 from national_hub.resilience import CircuitBreakers, CircuitState
 from tests.national_hub.conftest import Hub, build_network
 from tests.support.servers import free_port
+from tests.support.timing import FakeClock, until
 
 
 def _answered(shedder: LoadShedder, added_seconds: float) -> None:
@@ -67,7 +68,9 @@ def test_shedder_never_passes_its_hard_bound() -> None:
 async def test_circuit_breaker_against_a_dead_provider(
     hub_factory: Any, provider: Any, client: httpx.AsyncClient
 ) -> None:
-    hub: Hub = hub_factory(circuit_failures=3, circuit_open_seconds=1.0)
+    hub: Hub = await hub_factory(circuit_failures=3, circuit_open_seconds=1.0)
+    clock = FakeClock()
+    hub.runtime.circuits._clock = clock  # the open period passes when the test says so
     net = await build_network(hub, provider, client)
     token = await net.token(client, "CONS")
     auth = {"Authorization": f"Bearer {token}"}
@@ -90,7 +93,8 @@ async def test_circuit_breaker_against_a_dead_provider(
     assert 'ngsp_circuit_state{provider="PROV"} 2.0' in metrics
     # The provider comes back: after the open period, the probe closes the circuit.
     await client.patch(f"{hub.url}/admin/nodes/PROV", headers=hub.admin, json={"base_url": live})
-    await asyncio.sleep(1.1)
+    assert (await client.get(url, headers=auth)).json()["code"] == "provider_circuit_open"
+    clock.advance(1.1)
     assert (await client.get(url, headers=auth)).status_code == 200
     assert (await client.get(url, headers=auth)).status_code == 200
     metrics = (await client.get(f"{hub.url}/metrics")).text
@@ -100,7 +104,7 @@ async def test_circuit_breaker_against_a_dead_provider(
 async def test_a_slow_provider_cannot_take_the_hub(
     hub_factory: Any, provider: Any, client: httpx.AsyncClient
 ) -> None:
-    hub: Hub = hub_factory(max_in_flight_per_provider=4, provider_timeout_seconds=5.0)
+    hub: Hub = await hub_factory(max_in_flight_per_provider=4, provider_timeout_seconds=5.0)
     net = await build_network(hub, provider, client)
     token = await net.token(client, "CONS")
     auth = {"Authorization": f"Bearer {token}"}
@@ -117,9 +121,10 @@ async def test_a_slow_provider_cannot_take_the_hub(
 
 
 async def test_shedding_under_a_flood_and_recovery(
-    hub_factory: Any, provider: Any, client: httpx.AsyncClient
+    served_hub_factory: Any, provider: Any, client: httpx.AsyncClient
 ) -> None:
-    hub: Hub = hub_factory(max_in_flight=8, provider_timeout_seconds=5.0)
+    """A real server: under a flood the door sheds at the protocol, before the app."""
+    hub: Hub = served_hub_factory(max_in_flight=8, provider_timeout_seconds=5.0)
     net = await build_network(hub, provider, client)
     token = await net.token(client, "CONS")
     auth = {"Authorization": f"Bearer {token}"}
@@ -153,18 +158,19 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, s
 
 
 async def test_the_door_sheds_before_the_app_and_the_connection_goes_on(
-    hub_factory: Any, provider: Any, client: httpx.AsyncClient
+    served_hub_factory: Any, provider: Any, client: httpx.AsyncClient
 ) -> None:
     """A refused request, body and all, is answered at the protocol; the next request on
     the same keep-alive connection (here pipelined in the same write) is served."""
-    hub: Hub = hub_factory(max_in_flight=1, provider_timeout_seconds=5.0)
+    hub: Hub = served_hub_factory(max_in_flight=1, provider_timeout_seconds=5.0)
     net = await build_network(hub, provider, client)
     token = await net.token(client, "CONS")
     auth = {"Authorization": f"Bearer {token}"}
     slow = asyncio.create_task(
         client.get(f"{hub.url}/exchange/PROV/svc/slow?seconds=1.5", headers=auth)
     )
-    await asyncio.sleep(0.5)  # the one exchange the hub admits is now in flight
+    # The one exchange the hub admits is now in flight.
+    await until(lambda: hub.runtime.shedder.in_flight == 1, what="the slow exchange admitted")
     host, port = hub.url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     body = b'{"applicant": {"name": "A"}}'

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from typer.testing import CliRunner
 
 from common.db import Database
 from national_hub.ledger.chain import CURRENT
@@ -125,6 +124,8 @@ async def test_rollups_are_checked_against_rows(filled: Database) -> None:
 
 
 def test_cli_reports_tampering(tmp_path: Path) -> None:
+    from ngsp.cli import app as ngsp_command
+
     url = f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
 
     async def fill() -> None:
@@ -137,15 +138,16 @@ def test_cli_reports_tampering(tmp_path: Path) -> None:
         await db.dispose()
 
     asyncio.run(fill())
-    cmd = [sys.executable, "-m", "ngsp", "ledger", "verify", "--database-url", url]
-    ok = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # The ngsp command itself (its entry point only calls it), without a new interpreter.
+    args = ["ledger", "verify", "--database-url", url]
+    ok = CliRunner().invoke(ngsp_command, args)
+    assert ok.exit_code == 0, ok.output
     assert "ledger intact" in ok.stdout
     import sqlite3
 
     with sqlite3.connect(tmp_path / "hub.db") as conn:
         conn.execute("UPDATE ledger SET path = '/x' WHERE seq = 3")
-    bad = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 1
+    bad = CliRunner().invoke(ngsp_command, args)
+    assert bad.exit_code == 1, bad.output
     assert "TAMPERING" in bad.stdout
     assert "changed" in bad.stdout

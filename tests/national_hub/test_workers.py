@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.national_hub.conftest import build_network
 from tests.national_hub.test_crash import SECRET, registry_file
+from tests.support.asgi import InProcessApps
+from tests.support.hub import InProcessHubs
 from tests.support.provider import create_provider
-from tests.support.servers import ChildProcess, free_port, python_cmd, serve, wait_http
+from tests.support.servers import NgspProcess, free_port, serve, wait_http
+from tests.support.timing import until
 
 ADMIN = "workers-admin-token-0123456789abcdef"
 
@@ -22,20 +25,16 @@ def test_registry_change_reaches_every_worker(tmp_path: Path, database_url: str)
     url = f"http://127.0.0.1:{port}"
     with serve(create_provider()) as provider:
         registry = registry_file(tmp_path / "registry.yaml", provider.url)
-        hub = ChildProcess(
-            python_cmd(
-                "-m",
-                "ngsp",
-                "hub",
-                "--port",
-                str(port),
-                "--workers",
-                "2",
-                "--registry",
-                str(registry),
-                "--log-level",
-                "warning",
-            ),
+        hub = NgspProcess(
+            "hub",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--registry",
+            str(registry),
+            "--log-level",
+            "warning",
             env={
                 "NGSP_HUB_DATABASE_URL": database_url,
                 "NGSP_HUB_DATA_DIR": str(tmp_path / "data"),
@@ -77,36 +76,29 @@ def test_registry_change_reaches_every_worker(tmp_path: Path, database_url: str)
 
 
 async def test_replicas_on_other_hosts_follow_the_database(
-    tmp_path: Path, database_url: str, provider: Any
+    tmp_path: Path, database_url: str, provider: Any, apps: InProcessApps, client: httpx.AsyncClient
 ) -> None:
     """Two hubs sharing only the database (as on two machines) see each other's changes."""
-    from tests.national_hub.conftest import build_network
-    from tests.support.hub import hub_starter
-
-    start_a, stop_a = hub_starter(tmp_path / "a", database_url)
-    start_b, stop_b = hub_starter(tmp_path / "b", database_url)
+    replicas_a = InProcessHubs(tmp_path / "a", database_url, apps)
+    replicas_b = InProcessHubs(tmp_path / "b", database_url, apps)
     try:
-        hub_a = start_a(registry_poll_seconds=0.2)
-        hub_b = start_b(registry_poll_seconds=0.2)
-        async with httpx.AsyncClient(timeout=10) as client:
-            net = await build_network(hub_a, provider, client)
-            token = await net.token(client, "CONS")
-            auth = {"Authorization": f"Bearer {token}"}
-            url_b = f"{hub_b.url}/exchange/PROV/svc/echo"
-            for _ in range(50):  # B picks the new registry up from the database
-                if (await client.get(url_b, headers=auth)).status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            assert (await client.get(url_b, headers=auth)).status_code == 200
-            grants = (await client.get(f"{hub_a.url}/admin/grants", headers=hub_a.admin)).json()
-            await client.delete(
-                f"{hub_a.url}/admin/grants/{grants['items'][0]['id']}", headers=hub_a.admin
-            )
-            for _ in range(50):
-                if (await client.get(url_b, headers=auth)).status_code == 403:
-                    break
-                await asyncio.sleep(0.1)
-            assert (await client.get(url_b, headers=auth)).status_code == 403
+        hub_a = await replicas_a(registry_poll_seconds=0.2)
+        hub_b = await replicas_b(registry_poll_seconds=0.2)
+        net = await build_network(hub_a, provider, client)
+        token = await net.token(client, "CONS")
+        auth = {"Authorization": f"Bearer {token}"}
+        url_b = f"{hub_b.url}/exchange/PROV/svc/echo"
+
+        async def b_answers(status: int) -> bool:
+            return (await client.get(url_b, headers=auth)).status_code == status
+
+        # B picks the new registry up from the database.
+        await until(lambda: b_answers(200), interval=0.05, what="B seeing the new grant")
+        grants = (await client.get(f"{hub_a.url}/admin/grants", headers=hub_a.admin)).json()
+        await client.delete(
+            f"{hub_a.url}/admin/grants/{grants['items'][0]['id']}", headers=hub_a.admin
+        )
+        await until(lambda: b_answers(403), interval=0.05, what="B seeing the grant deleted")
     finally:
-        stop_a()
-        stop_b()
+        await replicas_a.close()
+        await replicas_b.close()

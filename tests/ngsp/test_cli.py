@@ -7,22 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.servers import free_port
-
-
-def _wait_for(predicate: object, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise TimeoutError("condition not met in time")
+from tests.support.timing import until_sync
 
 
 @pytest.mark.slow
@@ -53,7 +44,12 @@ def test_up_starts_and_stops_cleanly(tmp_path: Path) -> None:
             start_new_session=True,
         )
     try:
-        _wait_for(lambda: "ngsp-sim is up" in log.read_text() or proc.poll() is not None, 120)
+        until_sync(
+            lambda: "ngsp-sim is up" in log.read_text() or proc.poll() is not None,
+            within=120,
+            interval=0.05,
+            what="ngsp up starting",
+        )
         output = log.read_text()
         assert proc.poll() is None, output
         assert f"http://127.0.0.1:{hub_port}" in output

@@ -90,10 +90,9 @@ async def _set_fault(
 
 
 async def test_injected_faults_reach_consumer_and_ledger(
-    sqlite_hub_factory: Any, nodes_factory: Any, client: httpx.AsyncClient
+    network_factory: Any, client: httpx.AsyncClient
 ) -> None:
-    hub = sqlite_hub_factory(provider_timeout_seconds=1.0)
-    nodes = nodes_factory(hub)
+    hub, nodes = network_factory(provider_timeout_seconds=1.0)
     network = network_of(nodes)
     person = adult_woman(network.world)
     path = f"/citizens/{person.id_number}"
@@ -157,10 +156,9 @@ async def test_injected_faults_reach_consumer_and_ledger(
 
 
 async def test_client_refreshes_a_refused_token(
-    sqlite_hub_factory: Any, nodes_factory: Any, client: httpx.AsyncClient
+    network_factory: Any, client: httpx.AsyncClient
 ) -> None:
-    hub = sqlite_hub_factory()
-    nodes = nodes_factory(hub)
+    _hub, nodes = network_factory()
     network = network_of(nodes)
     person = adult_woman(network.world)
     async with HubClient.from_credentials(network.settings.credentials_path, "P01") as p01:

@@ -1,9 +1,17 @@
-"""A real hub in a thread, for tests of every package."""
+"""Hubs for tests of every package: in the test's event loop, or a real server in a thread.
+
+A test of the hub's own behaviour runs it in process (``InProcessHubs``): its lifespan
+as a server runs it, its requests over ``httpx.ASGITransport``. Where the hub meets
+other services over HTTP, or where the server itself is under test (the door, the
+header deadline, limits at the socket), it is a real uvicorn server (``hub_starter``).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,25 +21,25 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from common.server import GuardedHttpToolsProtocol
 from national_hub.app import create_app
 from national_hub.settings import HubSettings
+from tests.support.asgi import InProcessApps, lifespan
 from tests.support.pki import hub_tls_settings
-from tests.support.servers import ThreadServer, free_port
+from tests.support.servers import ThreadServer, free_port, stop_all
 
 
 @dataclass
 class Hub:
     """A running hub and what a test needs to call it."""
 
-    server: ThreadServer
     settings: HubSettings
     admin_token: str
-
-    @property
-    def url(self) -> str:
-        return self.server.url
+    app: Any
+    url: str
+    #: The real server it runs in; None for a hub in the test's event loop.
+    server: ThreadServer | None = None
 
     @property
     def runtime(self) -> Any:
-        return self.server.server.config.app.state.runtime
+        return self.app.state.runtime
 
     @property
     def admin(self) -> dict[str, str]:
@@ -75,13 +83,52 @@ def hub_starter(data_dir: Path, database_url: str) -> tuple[HubFactory, Callable
         # Served as ``ngsp hub`` serves it: with the header deadline and the door (the app
         # sets both in its lifespan state).
         http = GuardedHttpToolsProtocol
-        server = ThreadServer(create_app(settings), port=settings.port, http=http)
+        app = create_app(settings)
+        server = ThreadServer(app, port=settings.port, http=http)
         server.start()
         started.append(server)
-        return Hub(server=server, settings=settings, admin_token=settings.admin_token_value())
+        return Hub(
+            settings=settings,
+            admin_token=settings.admin_token_value(),
+            app=app,
+            url=server.url,
+            server=server,
+        )
 
     def stop() -> None:
-        for server in started:
-            server.stop()
+        stop_all(started)
 
     return start, stop
+
+
+_HUB_NUMBERS = itertools.count(1)
+
+
+@dataclass
+class InProcessHubs:
+    """Starts hubs in the test's event loop on one database, reachable through ``apps``
+    at ``http://hub-N.test``; ``close()`` stops those still running."""
+
+    data_dir: Path
+    database_url: str
+    apps: InProcessApps
+    _running: dict[str, contextlib.AsyncExitStack] = field(default_factory=dict)
+
+    async def __call__(self, **overrides: Any) -> Hub:
+        settings = hub_settings(self.data_dir, self.database_url, **overrides)
+        app = create_app(settings)
+        host = f"hub-{next(_HUB_NUMBERS)}.test"
+        stack = contextlib.AsyncExitStack()
+        state = await stack.enter_async_context(lifespan(app))
+        url = self.apps.mount(host, app, state)
+        stack.callback(self.apps.unmount, host)
+        self._running[url] = stack
+        return Hub(settings=settings, admin_token=settings.admin_token_value(), app=app, url=url)
+
+    async def stop(self, hub: Hub) -> None:
+        """Shut ``hub`` down, as a server would on SIGTERM."""
+        await self._running.pop(hub.url).aclose()
+
+    async def close(self) -> None:
+        while self._running:
+            await self._running.popitem()[1].aclose()
