@@ -10,7 +10,7 @@ import dataclasses
 
 import pytest
 
-from common.contract import ProblemError
+from common.errors import ProblemError
 from national_hub.paths import PathTemplates, mask_path
 from national_hub.registry import CredentialInfo, NodeInfo, ServiceInfo, Snapshot
 from national_hub.routing import authorise, consumer_of, resolve
@@ -56,8 +56,26 @@ def snapshot(
     )
 
 
-def claims(node_code: str, client_id: str) -> Claims:
-    return Claims(node=node_code, client_id=client_id, expires_at=2e9, issued_at=1e9)
+def claims(node_code: str, client_id: str, generation: str = "g1") -> Claims:
+    return Claims(
+        node=node_code,
+        client_id=client_id,
+        expires_at=2e9,
+        issued_at=1e9,
+        generation=generation,
+    )
+
+
+def credential(
+    client_id: str, node_code: str, *, generation: str = "g1", enabled: bool = True
+) -> CredentialInfo:
+    return CredentialInfo(
+        client_id=client_id,
+        node=node_code,
+        secret_hash="sha256$x",
+        generation=generation,
+        enabled=enabled,
+    )
 
 
 #: DANCU provides ``population`` (granted to P01) and ``archive`` (disabled); P01 and
@@ -67,8 +85,8 @@ REGISTRY = snapshot(
     services=[service(1, "DANCU", "population"), service(2, "DANCU", "archive", enabled=False)],
     grants={("P01", 1)},
     credentials=[
-        CredentialInfo(client_id="p01-a", node="P01", secret_hash="sha256$x"),
-        CredentialInfo(client_id="p79-a", node="P79", secret_hash="sha256$y"),
+        credential("p01-a", "P01"),
+        credential("p79-a", "P79"),
     ],
 )
 
@@ -89,10 +107,16 @@ def test_a_token_speaks_for_its_node() -> None:
     [
         pytest.param(REGISTRY, claims("P01", "p01-gone"), id="credential revoked"),
         pytest.param(REGISTRY, claims("P01", "p79-a"), id="another node's credential"),
+        pytest.param(REGISTRY, claims("P01", "p01-a", "g0"), id="credential rotated"),
+        pytest.param(
+            snapshot(nodes=[node("P01")], credentials=[credential("p01-a", "P01", enabled=False)]),
+            claims("P01", "p01-a"),
+            id="credential disabled",
+        ),
         pytest.param(
             snapshot(
                 nodes=[node("P01", enabled=False)],
-                credentials=[CredentialInfo("p01-a", "P01", "sha256$x")],
+                credentials=[credential("p01-a", "P01")],
             ),
             claims("P01", "p01-a"),
             id="node disabled",
@@ -100,13 +124,13 @@ def test_a_token_speaks_for_its_node() -> None:
         pytest.param(
             snapshot(
                 nodes=[node("P01", connected=False)],
-                credentials=[CredentialInfo("p01-a", "P01", "sha256$x")],
+                credentials=[credential("p01-a", "P01")],
             ),
             claims("P01", "p01-a"),
             id="node not connected",
         ),
         pytest.param(
-            snapshot(credentials=[CredentialInfo("p01-a", "P01", "sha256$x")]),
+            snapshot(credentials=[credential("p01-a", "P01")]),
             claims("P01", "p01-a"),
             id="node deleted",
         ),
