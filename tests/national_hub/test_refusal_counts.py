@@ -8,12 +8,25 @@ and reason, in a few rows; refusals of known clients stay rows.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
+import pytest
 
-from tests.national_hub.conftest import Network, query
+from tests.national_hub.conftest import Network, build_network, query
 
 STRANGERS = 600
+
+
+@pytest.fixture
+async def served(
+    served_hub_factory: Any, provider: Any
+) -> AsyncIterator[tuple[Network, httpx.AsyncClient]]:
+    """A real hub server (SQLite, then PostgreSQL) and a client over real sockets."""
+    hub = served_hub_factory()
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        yield await build_network(hub, provider, client), client
 
 
 async def _ledger_rows(network: Network) -> int:
@@ -21,8 +34,9 @@ async def _ledger_rows(network: Network) -> int:
 
 
 async def test_refusals_of_strangers_are_counted_not_written(
-    network: Network, client: httpx.AsyncClient
+    served: tuple[Network, httpx.AsyncClient],
 ) -> None:
+    network, client = served
     hub = network.hub
     before = await _ledger_rows(network)
     url = f"{hub.url}/exchange/PROV/svc/echo"
@@ -59,8 +73,9 @@ async def test_refusals_of_strangers_are_counted_not_written(
 
 
 async def test_refusals_of_known_clients_stay_rows(
-    network: Network, client: httpx.AsyncClient
+    served: tuple[Network, httpx.AsyncClient],
 ) -> None:
+    network, client = served
     hub = network.hub
     token = await network.token(client, "OTHER")  # a known node, with no grant
     before = await _ledger_rows(network)
