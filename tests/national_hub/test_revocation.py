@@ -135,8 +135,11 @@ async def test_revocation_reaches_another_hub_process_within_one_refresh(
         admin = {"Authorization": f"Bearer {shared['NGSP_HUB_ADMIN_TOKEN']}"}
         async with httpx.AsyncClient(timeout=10) as client:
             hub_a = Hub(
-                server=_Url(url_a), settings=None, admin_token=shared["NGSP_HUB_ADMIN_TOKEN"]
-            )  # type: ignore[arg-type]
+                settings=None,  # type: ignore[arg-type]  # a process of its own
+                admin_token=shared["NGSP_HUB_ADMIN_TOKEN"],
+                app=None,
+                url=url_a,
+            )
             network = await build_network(hub_a, provider, client)
             token = await network.token(client, "CONS")
             assert await _eventually(client, url_b, token, 200)
@@ -150,11 +153,6 @@ async def test_revocation_reaches_another_hub_process_within_one_refresh(
     finally:
         for proc, _ in hubs:
             proc.stop()
-
-
-class _Url:
-    def __init__(self, url: str) -> None:
-        self.url = url
 
 
 async def _eventually(client: httpx.AsyncClient, url: str, token: str, status: int) -> bool:
